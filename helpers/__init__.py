@@ -1,0 +1,1 @@
+"""Shared code for the PASCAL VOC2012 + MMSegmentation course."""
