@@ -113,7 +113,7 @@ def test_every_notebook_follows_the_template():
         params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
         assert len(params) == 1 and "SMOKE" in params[0].source, path
         assert any(c.source.startswith("## Exercises") for c in nb.cells), path
-        assert "Self-check" in code[-1].source and "assert" in code[-1].source, path
+        assert "assert " in code[-1].source, path  # the exercises end in a self-check
 
 
 def test_run_notebooks_executes_in_order_and_stops_on_error(tmp_path):

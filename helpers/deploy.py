@@ -1,0 +1,196 @@
+"""Run an exported segmentation graph with ONNX Runtime only: no torch, no mmseg (notebook 05).
+
+A deployment machine needs onnxruntime, numpy and an image decoder (OpenCV here, the decoder
+mmseg itself uses). Everything else the model needs (class names, palette, mean/std, the
+test-time Resize of the config) travels inside the ``.onnx`` file as metadata written by
+:mod:`helpers.export`, so :func:`segment` reproduces mmseg's ``inference_model``:
+
+1. keep-ratio Resize of the BGR image exactly as mmcv's ``Resize`` does (cv2, bilinear);
+2. the graph: BGR->RGB, mean/std, network, bilinear resize of the logits back to the original
+   size, argmax (or, for a graph exported without them, the same steps in numpy/cv2).
+
+This module must stay importable without torch (tests/test_deploy.py checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+
+class DeployError(ValueError):
+    """Bad input to the deployment functions (wrong image, unusable model file)."""
+
+
+def physical_cores() -> int:
+    """Number of physical CPU cores (hyper-threads share a core's FMA units: no gain)."""
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """ORT settings tuned for CPU inference of one image at a time.
+
+    All graph optimisations (constant folding, Conv+BatchNorm folding, Conv+ReLU fusion, NCHWc
+    layout), one intra-op thread per physical core with spinning allowed, sequential execution
+    (a segmentation network is a chain: nothing to run in parallel), and the memory-pattern
+    planner that reuses buffers between runs of the same shape.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_mem_pattern = True
+    options.enable_cpu_mem_arena = True
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.log_severity_level = 3
+    return options
+
+
+def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
+    """An ``InferenceSession`` on CPU with :func:`session_options`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path} (export it first: "
+                                "python -m helpers.export ... --out FILE.onnx)")
+    return ort.InferenceSession(str(path), session_options(threads),
+                                providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What :mod:`helpers.export` stored in the graph's metadata."""
+
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    input_format: str  # "nhwc_bgr_uint8" or "nchw_float_normalized"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    bgr_to_rgb: bool
+    postprocess: bool
+    test_resize: dict | None
+    min_side: int
+    input_hw: tuple[int | None, int | None]  # None where the graph is dynamic
+
+
+def model_info(session: ort.InferenceSession) -> ModelInfo:
+    """Read :class:`ModelInfo` from a session (clear error for a foreign .onnx)."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if "input_format" not in meta:
+        raise DeployError("this .onnx has no course metadata (input_format, classes, ...): "
+                          "export it with python -m helpers.export")
+    shape = session.get_inputs()[0].shape
+    hw = shape[1:3] if meta["input_format"] == "nhwc_bgr_uint8" else shape[2:4]
+    return ModelInfo(
+        classes=tuple(json.loads(meta["classes"])),
+        palette=tuple(tuple(c) for c in json.loads(meta["palette"])),
+        input_format=meta["input_format"],
+        mean=tuple(json.loads(meta["mean"])),
+        std=tuple(json.loads(meta["std"])),
+        bgr_to_rgb=json.loads(meta["bgr_to_rgb"]),
+        postprocess=json.loads(meta["postprocess"]),
+        test_resize=json.loads(meta["test_resize"]),
+        min_side=int(meta["min_side"]),
+        input_hw=tuple(d if isinstance(d, int) else None for d in hw),
+    )
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Return ``image`` if it is a BGR ``uint8`` array of shape (H, W, 3), else explain why not."""
+    if not isinstance(image, np.ndarray):
+        raise DeployError(f"expected a numpy array from cv2.imread, got {type(image).__name__}")
+    if image.ndim != 3:
+        raise DeployError(f"expected an image of shape (H, W, 3), got {image.ndim} dimensions "
+                          f"{image.shape}; read it with cv2.imread(path, cv2.IMREAD_COLOR)")
+    if image.shape[2] != 3:
+        raise DeployError(f"expected 3 colour channels (BGR), got {image.shape[2]} in shape "
+                          f"{image.shape}; drop alpha with cv2.cvtColor(img, "
+                          "cv2.COLOR_BGRA2BGR) or read with cv2.IMREAD_COLOR")
+    if image.dtype != np.uint8:
+        raise DeployError(f"expected dtype uint8 (0-255), got {image.dtype}; convert with "
+                          "np.clip(img, 0, 255).astype(np.uint8)")
+    return image
+
+
+def rescale_size(width: int, height: int, scale: tuple[int, int]) -> tuple[int, int]:
+    """(new_width, new_height) of mmcv's keep-ratio rescale to fit ``scale`` (long, short edge)."""
+    factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
+    return int(width * factor + 0.5), int(height * factor + 0.5)
+
+
+def prepare_image(image: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """The config's test-time Resize (cv2 bilinear on uint8, as mmcv does), or the static size."""
+    height, width = image.shape[:2]
+    if info.test_resize is not None:
+        scale = info.test_resize["scale"]
+        size = rescale_size(width, height, scale) if info.test_resize["keep_ratio"] else \
+            (int(scale[0]), int(scale[1]))
+        if size != (width, height):
+            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    fixed_h, fixed_w = info.input_hw
+    if fixed_h is not None and fixed_w is not None and image.shape[:2] != (fixed_h, fixed_w):
+        image = cv2.resize(image, (fixed_w, fixed_h), interpolation=cv2.INTER_LINEAR)
+    if min(image.shape[:2]) < info.min_side:
+        raise DeployError(f"image side {min(image.shape[:2])} px (after the test-time resize) "
+                          f"is below the model's minimum of {info.min_side} px; upscale it")
+    return image
+
+
+def prepare_feed(session: ort.InferenceSession, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Inputs for ``session.run`` from one BGR uint8 image (H, W, 3)."""
+    info = model_info(session)
+    original_hw = check_image(image).shape[:2]
+    image = prepare_image(image, info)
+    if info.input_format == "nhwc_bgr_uint8":
+        x = np.ascontiguousarray(image[None])
+    else:
+        rgb = image[..., ::-1] if info.bgr_to_rgb else image
+        x = (rgb.astype(np.float32) - np.float32(info.mean)) / np.float32(info.std)
+        x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    names = [i.name for i in session.get_inputs()]
+    feed = {names[0]: x}
+    if info.postprocess:
+        feed[names[1]] = np.array(original_hw, dtype=np.int64)
+    return feed
+
+
+def segment(session: ort.InferenceSession, image: np.ndarray) -> np.ndarray:
+    """Class-id mask (H, W) uint8 of one BGR uint8 image, at the image's own size."""
+    info = model_info(session)
+    outputs = session.run(None, prepare_feed(session, image))
+    if info.postprocess:
+        return outputs[0][0]
+    logits = outputs[0][0].transpose(1, 2, 0)  # (h, w, classes) for cv2
+    height, width = image.shape[:2]
+    if logits.shape[:2] != (height, width):
+        logits = cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR)
+    return logits.argmax(axis=-1).astype(np.uint8)
+
+
+def segment_file(onnx_path: str | Path, image_path: str | Path,
+                 opacity: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, RGB overlay) for an image file: the whole deployment in one call.
+
+    The overlay uses :func:`helpers.plotting.overlay`, the same blend as the PyTorch overlays
+    of notebook 04.
+    """
+    from helpers.plotting import overlay
+
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DeployError(f"could not read image {image_path} (missing or not an image file)")
+    session = make_session(onnx_path)
+    mask = segment(session, image)
+    palette = model_info(session).palette or None
+    return mask, overlay(image[..., ::-1], mask, opacity=opacity, palette=palette)

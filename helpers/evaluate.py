@@ -1,0 +1,202 @@
+"""Evaluate a segmentor on the validation split: metrics, confusion matrix, failure cases (nb 04).
+
+`evaluate` runs the model ONCE over the config's `val_dataloader` (the same dataset, pipeline and
+`IoUMetric` that training validated with) and keeps every prediction, so the per-class table,
+the confusion matrix and the worst-image gallery all describe the same predictions.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib.figure import Figure
+from mmengine.evaluator import Evaluator
+from mmengine.logging import MMLogger
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmseg.evaluation import IoUMetric
+from tqdm.auto import tqdm
+
+from helpers.predict import prediction_grid, read_image
+from helpers.voc import CLASSES, IGNORE_INDEX, read_mask
+
+__all__ = [
+    "Evaluation",
+    "confusion_matrix",
+    "evaluate",
+    "iou_from_confusion",
+    "plot_confusion",
+    "worst_gallery",
+]
+
+
+def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int = len(CLASSES),
+                     ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """(C, C) pixel counts, rows = ground-truth class, columns = predicted class; void ignored."""
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+    valid = gt != ignore_index
+    g = gt[valid].astype(np.int64)
+    p = pred[valid].astype(np.int64)
+    if g.size and (g.max() >= num_classes or p.max() >= num_classes):
+        raise ValueError(f"class ids must be < {num_classes} (or {ignore_index} in the ground "
+                         f"truth); got gt max {g.max()}, prediction max {p.max()}")
+    return np.bincount(num_classes * g + p, minlength=num_classes**2).reshape(
+        num_classes, num_classes)
+
+
+def iou_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """Per-class IoU in percent, TP / (TP + FP + FN); NaN for a class neither true nor predicted."""
+    tp = np.diag(cm).astype(float)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, 100 * tp / union, np.nan)
+
+
+@dataclass
+class Evaluation:
+    """Everything `evaluate` measured. Metrics are plain Python floats in percent."""
+
+    metrics: dict[str, float]
+    per_class: pd.DataFrame
+    confusion: np.ndarray
+    image_ids: list[str]
+    image_miou: np.ndarray
+    predictions: dict[str, np.ndarray] = field(repr=False)
+    img_paths: dict[str, str] = field(repr=False)
+    seg_paths: dict[str, str] = field(repr=False)
+
+    def sample(self, image_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image RGB, ground truth, prediction) of one validation image."""
+        return (read_image(self.img_paths[image_id]), read_mask(self.seg_paths[image_id]),
+                self.predictions[image_id])
+
+    def worst(self, k: int = 5) -> list[str]:
+        """Ids of the `k` images with the lowest per-image mIoU, worst first."""
+        order = np.argsort(self.image_miou, kind="stable")
+        return [self.image_ids[i] for i in order[:k]]
+
+    def summary(self) -> dict:
+        """JSON-ready summary (floats, None for classes without a value)."""
+        def num(x) -> float | None:
+            return None if pd.isna(x) else float(x)
+
+        return {"metrics": {k: float(v) for k, v in self.metrics.items()},
+                "num_images": len(self.image_ids),
+                "per_class": {name: {"IoU": num(row["IoU"]), "Acc": num(row["Acc"]),
+                                     "status": row["status"]}
+                              for name, row in self.per_class.iterrows()}}
+
+
+def _class_table(intersect, union, pred_area, label_area, classes) -> pd.DataFrame:
+    per = IoUMetric.total_area_to_metrics(intersect, union, pred_area, label_area, ["mIoU"])
+    table = pd.DataFrame({
+        "IoU": 100 * per["IoU"].astype(float),
+        "Acc": 100 * per["Acc"].astype(float),
+        "GT pixels": label_area.numpy().astype(np.int64),
+        "predicted pixels": pred_area.numpy().astype(np.int64),
+    }, index=pd.Index(list(classes), name="class"))
+    table["status"] = np.where(table["GT pixels"] > 0, "present", "absent")
+    return table.sort_values(["IoU", "GT pixels"], ascending=False, na_position="last")
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, num_workers: int = 0, progress: bool = True) -> Evaluation:
+    """Run `model` once over its config's validation split and measure it with mmseg's IoUMetric.
+
+    The loader, dataset and metric come from ``model.cfg.val_dataloader`` and
+    ``model.cfg.val_evaluator`` (so the numbers are those training reported for the same
+    weights); `num_workers` overrides the config's loader processes (0 = in this process).
+    """
+    cfg = model.cfg
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    loader_cfg = copy.deepcopy(cfg.val_dataloader)
+    loader_cfg.update(num_workers=num_workers, persistent_workers=num_workers > 0)
+    loader = Runner.build_dataloader(loader_cfg)
+    evaluator = Evaluator(copy.deepcopy(cfg.get("val_evaluator", dict(type="IoUMetric"))))
+    metric = evaluator.metrics[0]
+    if not isinstance(metric, IoUMetric):
+        raise TypeError(f"val_evaluator must be an IoUMetric, got {type(metric).__name__}")
+    evaluator.dataset_meta = loader.dataset.metainfo
+    classes = loader.dataset.metainfo["classes"]
+    n = len(classes)
+
+    cm = np.zeros((n, n), np.int64)
+    predictions: dict[str, np.ndarray] = {}
+    img_paths: dict[str, str] = {}
+    seg_paths: dict[str, str] = {}
+    was_training = model.training
+    model.eval()
+    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+        outputs = model.test_step(batch)
+        evaluator.process(outputs, batch)
+        for out in outputs:
+            image_id = Path(out.img_path).stem
+            pred = out.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+            gt = out.gt_sem_seg.data[0].cpu().numpy()
+            cm += confusion_matrix(gt, pred, n, metric.ignore_index)
+            predictions[image_id] = pred
+            img_paths[image_id] = out.img_path
+            seg_paths[image_id] = out.seg_map_path
+    model.train(was_training)
+
+    per_image = list(metric.results)  # (intersect, union, pred, label) per image, in order
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # IoUMetric also logs a PrettyTable; we show pandas instead
+    try:
+        metrics = {k: float(v) for k, v in evaluator.evaluate(len(loader.dataset)).items()}
+    finally:
+        logger.setLevel(level)
+
+    totals = [sum(r[i] for r in per_image) for i in range(4)]
+    image_miou = np.array([
+        100 * np.nanmean(IoUMetric.total_area_to_metrics(*r, ["mIoU"])["IoU"]) for r in per_image])
+    return Evaluation(metrics=metrics, per_class=_class_table(*totals, classes), confusion=cm,
+                      image_ids=list(predictions), image_miou=image_miou,
+                      predictions=predictions, img_paths=img_paths, seg_paths=seg_paths)
+
+
+def plot_confusion(cm: np.ndarray, classes: tuple[str, ...] = CLASSES,
+                   only_present: bool = True, annot: bool | None = None) -> Figure:
+    """Row-normalised confusion matrix as a seaborn heatmap (row = true class, sums to 1).
+
+    `only_present` keeps the classes that occur in the ground truth or the predictions (the
+    demo data use a few of VOC's 20); `annot` writes the fractions (default: when ≤ 12 classes).
+    """
+    keep = np.arange(len(classes))
+    if only_present:
+        keep = np.flatnonzero((cm.sum(0) + cm.sum(1)) > 0)
+    sub = cm[np.ix_(keep, keep)].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = sub / sub.sum(1, keepdims=True)
+    names = [classes[i] for i in keep]
+    annot = len(keep) <= 12 if annot is None else annot
+    side = 1.5 + 0.45 * len(keep)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="Blues", square=True, annot=annot,
+                fmt=".2f", xticklabels=names, yticklabels=names,
+                cbar_kws={"label": "fraction of the true class's pixels"})
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix (rows normalised, void pixels ignored)")
+    fig.tight_layout()
+    return fig
+
+
+def worst_gallery(ev: Evaluation, k: int = 5, opacity: float = 0.5) -> Figure:
+    """image | ground truth | prediction for the `k` validation images with the lowest mIoU."""
+    ids = ev.worst(k)
+    score = dict(zip(ev.image_ids, ev.image_miou, strict=True))
+    fig = prediction_grid([ev.sample(i) for i in ids], opacity=opacity,
+                          titles=[f"{i}\nmIoU {score[i]:.1f}" for i in ids])
+    fig.suptitle(f"The {len(ids)} worst validation images by per-image mIoU", y=1.01)
+    return fig

@@ -1,0 +1,252 @@
+"""Predict with a trained segmentor: load it safely, run it, draw and save the result (notebook 04).
+
+The model is loaded with `helpers.checkpoint.init_model`: the course's one safe checkpoint
+loader, which also refuses a checkpoint whose head has a different number of classes than the
+config. Inference is mmseg's own `inference_model`; overlays are drawn by mmseg's
+`SegLocalVisualizer` (the class behind `show_result_pyplot`).
+
+Command line (one overlay PNG and one VOC-palette mask PNG per image)::
+
+    python -m helpers.predict --config FILE --checkpoint FILE --input IMAGE_OR_DIR --out DIR
+
+Exit status: 0 when every image was written; 2 on bad arguments (missing file, class-count
+mismatch, unsafe checkpoint, output folder inside the dataset); 3 when some images could not be
+read and were skipped (the others are still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from mmengine.structures import PixelData
+from mmseg.apis import inference_model
+from mmseg.structures import SegDataSample
+from mmseg.visualization import SegLocalVisualizer
+from PIL import Image
+from tqdm.auto import tqdm
+
+from helpers.checkpoint import init_model
+from helpers.plotting import legend_handles, overlay
+from helpers.voc import CLASSES, IGNORE_INDEX, PALETTE, save_mask
+from helpers.voc import read_image as _read_rgb
+
+__all__ = [
+    "EXIT_SKIPPED",
+    "IMAGE_SUFFIXES",
+    "ImageReadError",
+    "PredictReport",
+    "draw_overlay",
+    "find_images",
+    "find_voc_root",
+    "main",
+    "pred_mask",
+    "predict_images",
+    "prediction_grid",
+    "read_image",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+EXIT_SKIPPED = 3
+
+
+class ImageReadError(ValueError):
+    """An input image that cannot be decoded."""
+
+
+# --------------------------------------------------------------------------------------------
+# Images, masks, overlays
+# --------------------------------------------------------------------------------------------
+def read_image(path: str | Path) -> np.ndarray:
+    """`helpers.voc.read_image`, with any decoding failure raised as `ImageReadError`."""
+    try:
+        return _read_rgb(path)
+    except (OSError, ValueError) as exc:  # PIL: UnidentifiedImageError, truncated file, ...
+        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+
+
+def pred_mask(result: SegDataSample) -> np.ndarray:
+    """The (H, W) uint8 class-id map of an `inference_model` result."""
+    return result.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+
+
+@lru_cache(maxsize=1)
+def _visualizer() -> SegLocalVisualizer:
+    vis = SegLocalVisualizer(name="helpers.predict")  # built directly: not a global instance
+    vis.dataset_meta = dict(classes=CLASSES, palette=PALETTE)
+    return vis
+
+
+def draw_overlay(image: np.ndarray, mask: np.ndarray, opacity: float = 0.5,
+                 with_labels: bool = False) -> np.ndarray:
+    """Class colours of `mask` blended over the RGB `image` by mmseg's `SegLocalVisualizer`.
+
+    The blend is ``(image * (1 - opacity) + PALETTE[mask] * opacity).astype(uint8)``, exactly
+    what `show_result_pyplot(model, img, result, opacity=...)` draws. `with_labels` writes the
+    class names on the regions as mmseg does.
+    """
+    if image.ndim != 3 or image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape} and mask {mask.shape} must have the same H, W")
+    if not 0 < opacity <= 1:
+        raise ValueError(f"opacity must be in (0, 1], got {opacity}")
+    vis = _visualizer()
+    vis.alpha = opacity
+    data = torch.from_numpy(mask[None].astype(np.int64))
+    sample = SegDataSample(pred_sem_seg=PixelData(data=data))
+    vis.add_datasample("overlay", image, sample, draw_gt=False, with_labels=with_labels)
+    return vis.get_image()
+
+
+def prediction_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                    titles: Sequence[str] | None = None, opacity: float = 0.5,
+                    cell_size: float = 3.0) -> Figure:
+    """One row per image: image | ground truth | prediction, and one legend for the whole grid.
+
+    `rows` holds (image RGB, ground-truth ids, predicted ids). The ground truth is drawn with
+    `helpers.plotting.overlay` (void pixels 255 shown as such), the prediction with
+    `draw_overlay` (mmseg's visualizer); the legend lists the classes present in any panel.
+    """
+    if not rows:
+        raise ValueError("prediction_grid needs at least one (image, gt, pred) row")
+    fig, axes = plt.subplots(len(rows), 3, figsize=(3 * cell_size, len(rows) * cell_size),
+                             squeeze=False)
+    present: set[int] = set()
+    for i, (image, gt, pred) in enumerate(rows):
+        panels = (image, overlay(image, gt, opacity), draw_overlay(image, pred, opacity))
+        for j, (ax, panel) in enumerate(zip(axes[i], panels, strict=True)):
+            ax.imshow(panel)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(("image", "ground truth", "prediction")[j])
+        if titles is not None:
+            axes[i, 0].set_ylabel(titles[i], fontsize="small")
+        present |= {int(c) for c in np.unique(gt) if c != IGNORE_INDEX}
+        present |= {int(c) for c in np.unique(pred)}
+    fig.legend(handles=legend_handles(sorted(present)), loc="lower center",
+               ncol=min(len(present), 6), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.04 + 0.02 * (len(present) // 6), 1, 1))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Batch prediction
+# --------------------------------------------------------------------------------------------
+def find_images(source: str | Path) -> list[Path]:
+    """`source` itself when it is a file, else the image files directly inside the folder."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"Input not found: {source}. Pass an image file or a folder.")
+    images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise FileNotFoundError(
+            f"No images in {source} (looked for {', '.join(IMAGE_SUFFIXES)}).")
+    return images
+
+
+def _is_voc_root(folder: Path) -> bool:
+    return (folder / "JPEGImages").is_dir() and (
+        (folder / "SegmentationClass").is_dir() or (folder / "ImageSets").is_dir())
+
+
+def find_voc_root(path: str | Path) -> Path | None:
+    """The VOC dataset root that `path` is (or lies inside), or None."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if _is_voc_root(folder):
+            return folder
+    return None
+
+
+def _check_out_dir(out_dir: Path, source: Path) -> None:
+    """Refuse an output folder inside a dataset: predictions must never mix with labels."""
+    roots = {r for r in (find_voc_root(out_dir), find_voc_root(source)) if r is not None}
+    out = out_dir.resolve()
+    for root in roots:
+        if out == root or root in out.parents:
+            raise ValueError(
+                f"Refusing to write predictions into {out_dir}: it is inside the dataset root "
+                f"{root}, which nothing but the demo-data generator may modify. "
+                "Choose a folder outside it, e.g. --out work_dirs/predictions.")
+
+
+@dataclass
+class PredictReport:
+    """What `predict_images` wrote and what it had to skip."""
+
+    masks: list[Path] = field(default_factory=list)
+    overlays: list[Path] = field(default_factory=list)
+    skipped: dict[Path, str] = field(default_factory=dict)
+
+
+def predict_images(model: torch.nn.Module, images: Sequence[str | Path], out_dir: str | Path,
+                   opacity: float = 0.5) -> PredictReport:
+    """Predict every image; write ``out_dir/masks/<stem>.png`` and ``out_dir/overlays/<stem>.png``.
+
+    An image that cannot be read is named in a warning and skipped; the others are processed.
+    """
+    out_dir = Path(out_dir)
+    report = PredictReport()
+    for path in tqdm(list(map(Path, images)), desc="predict", unit="img"):
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
+            report.skipped[path] = str(exc)
+            continue
+        mask = pred_mask(inference_model(model, str(path)))
+        for sub in ("masks", "overlays"):
+            (out_dir / sub).mkdir(parents=True, exist_ok=True)
+        report.masks.append(save_mask(mask, out_dir / "masks" / f"{path.stem}.png"))
+        over = out_dir / "overlays" / f"{path.stem}.png"
+        Image.fromarray(draw_overlay(image, mask, opacity)).save(over)
+        report.overlays.append(over)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (see the module docstring)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.predict",
+        description="Predict VOC masks: one overlay PNG and one palette mask PNG per image.")
+    parser.add_argument("--config", required=True, help="config file (notebook 02 writes it)")
+    parser.add_argument("--checkpoint", required=True, help=".pth file (notebook 03 writes it)")
+    parser.add_argument("--input", required=True, help="an image file or a folder of images")
+    parser.add_argument("--out", required=True, help="output folder (outside the dataset)")
+    parser.add_argument("--opacity", type=float, default=0.5, help="overlay opacity in (0, 1]")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    args = parser.parse_args(argv)
+
+    try:
+        images = find_images(args.input)
+        _check_out_dir(Path(args.out), Path(args.input))
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = init_model(args.config, args.checkpoint, device=device)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = predict_images(model, images, args.out, opacity=args.opacity)
+    print(f"wrote {len(report.masks)} masks to {Path(args.out) / 'masks'} and "
+          f"{len(report.overlays)} overlays to {Path(args.out) / 'overlays'}")
+    if report.skipped:
+        print(f"error: {len(report.skipped)} image(s) could not be read and were skipped:",
+              file=sys.stderr)
+        for path, reason in report.skipped.items():
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return EXIT_SKIPPED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Train with mmengine's ``Runner`` and read the run's curves (notebook 03).
+
+``train(cfg)`` is ``Runner.from_cfg(cfg).train()`` plus three things a course needs: mixed
+precision on a GPU (``AmpOptimWrapper``), unique names for mmengine's global objects so a
+notebook can train twice in one kernel, and the final validation metrics as a dict.
+
+Command line (one process, or one per GPU under torchrun)::
+
+    python -m helpers.train --config work_dirs/pspnet_voc12/pspnet_voc12.py [--resume]
+    torchrun --nproc_per_node=N -m helpers.train --config FILE --launcher pytorch
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+__all__ = ["build_runner", "main", "plot_curves", "read_scalars", "train", "val_metrics"]
+
+_RUN_IDS = itertools.count()
+
+
+def build_runner(cfg: Config, resume: bool = False, amp: bool | None = None) -> Runner:
+    """``Runner.from_cfg`` on a copy of ``cfg``, ready for ``.train()``.
+
+    Args:
+        cfg: a training config (``helpers.config.build_config``).
+        resume: continue from the latest checkpoint in ``cfg.work_dir`` (iteration, optimizer,
+            scheduler and logs), as ``tools/train.py --resume``.
+        amp: mixed precision (``AmpOptimWrapper``); None = on when CUDA is available.
+    """
+    import torch
+
+    import helpers.checkpoint  # noqa: F401  (registers the safe checkpoint loader)
+    from helpers.voc import split_ids
+
+    cfg = copy.deepcopy(cfg)
+    for loader in ("train_dataloader", "val_dataloader"):
+        dataset = cfg.get(loader, {}).get("dataset", {})
+        if dataset.get("type") == "PascalVOCDataset":  # clear error instead of an assert
+            split_ids(dataset.data_root, Path(dataset.ann_file).stem)
+    cfg.resume = resume
+    if amp is None:
+        amp = torch.cuda.is_available()
+    if amp and cfg.optim_wrapper.get("type", "OptimWrapper") == "OptimWrapper":
+        cfg.optim_wrapper.update(type="AmpOptimWrapper", loss_scale="dynamic")
+    # mmengine keeps its Visualizer, MessageHub and logger as global instances by name; a second
+    # run in the same process must not reuse the first run's (and write into its folder).
+    tag = f"{Path(cfg.work_dir).name}_run{next(_RUN_IDS)}"
+    cfg.experiment_name = tag
+    if cfg.get("visualizer"):
+        cfg.visualizer.name = f"visualizer_{tag}"
+    return Runner.from_cfg(cfg)
+
+
+def val_metrics(runner: Runner) -> dict[str, float]:
+    """The latest validation metrics a runner logged: ``{"aAcc": .., "mIoU": .., "mAcc": ..}``."""
+    return {
+        key.split("/", 1)[1]: float(buffer.current())
+        for key, buffer in runner.message_hub.log_scalars.items()
+        if key.startswith("val/") and not key.endswith("time")
+    }
+
+
+def train(cfg: Config, resume: bool = False, amp: bool | None = None) -> dict[str, float]:
+    """Train ``cfg`` (GPU with AMP when present, else CPU); return the final val metrics."""
+    runner = build_runner(cfg, resume=resume, amp=amp)
+    runner.train()
+    return val_metrics(runner)
+
+
+def read_scalars(work_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The run's logged scalars as (train, val) tables indexed by iteration.
+
+    Reads every ``<timestamp>/vis_data/scalars.json`` that mmengine's LocalVisBackend wrote in
+    ``work_dir`` (a resumed run adds a folder); later runs win for repeated iterations.
+    """
+    files = sorted(Path(work_dir).glob("*/vis_data/scalars.json"))
+    if not files:
+        raise FileNotFoundError(
+            f"no */vis_data/scalars.json in {work_dir}: train first (notebook 03 or "
+            "`python -m helpers.train --config FILE`)."
+        )
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
+    table = pd.DataFrame(rows)
+    is_val = table["mIoU"].notna() if "mIoU" in table else pd.Series(False, index=table.index)
+
+    def tidy(part: pd.DataFrame) -> pd.DataFrame:
+        part = part.dropna(axis=1, how="all").drop_duplicates("step", keep="last")
+        return part.set_index("step").sort_index().rename_axis("iter")
+
+    return tidy(table[~is_val]), tidy(table[is_val])
+
+
+def plot_curves(work_dir: str | Path) -> Figure:
+    """Training loss and validation mIoU/aAcc/mAcc against iterations, from ``scalars.json``."""
+    import matplotlib.pyplot as plt
+
+    train_log, val_log = read_scalars(work_dir)
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 3.8))
+    losses = [c for c in train_log.columns if c == "loss" or c.endswith("loss_ce")]
+    train_log[losses].plot(ax=ax_loss, marker=".")
+    ax_loss.set(title="training loss", xlabel="iteration", ylabel="cross-entropy")
+    metrics = [c for c in ("mIoU", "aAcc", "mAcc") if c in val_log]
+    if metrics:
+        val_log[metrics].plot(ax=ax_val, marker="o")
+    ax_val.set(title="validation", xlabel="iteration", ylabel="%", ylim=(0, 100))
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m helpers.train --config FILE [--launcher none|pytorch] [--resume]``."""
+    from helpers.distributed import SUPPORTED_LAUNCHERS, LauncherError, configure, launch_help
+
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.train",
+        description="Train a segmentation config with mmengine's Runner (GPU + AMP when "
+        "available, else CPU); prints the final validation metrics as one JSON line.",
+        epilog=launch_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", required=True, help="config file (helpers.config writes one)")
+    parser.add_argument("--launcher", default="none",
+                        help=f"one of {', '.join(SUPPORTED_LAUNCHERS)}; 'pytorch' for one "
+                        "process per GPU started by torchrun (default: none)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the latest checkpoint in the work dir")
+    parser.add_argument("--work-dir", help="override the config's work_dir")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+                        help="key=value overrides, e.g. train_cfg.max_iters=100")
+    parser.add_argument("--local-rank", "--local_rank", type=int, default=0,
+                        help=argparse.SUPPRESS)  # torch.distributed.launch passes it
+    args = parser.parse_args(argv)
+
+    from mmengine.dist import is_main_process
+
+    from helpers.config import load_config
+
+    try:
+        cfg = load_config(args.config)
+    except FileNotFoundError as err:
+        parser.exit(2, f"error: {err}\n")
+    cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    try:
+        cfg = configure(cfg, args.launcher)
+    except LauncherError as err:
+        parser.exit(2, f"error: {err}\n")
+    metrics = train(cfg, resume=args.resume)
+    if is_main_process():
+        print(json.dumps({"val": metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

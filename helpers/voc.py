@@ -1,0 +1,394 @@
+"""PASCAL VOC2012 on disk: class names and colours, reading masks, checking and scanning a dataset.
+
+Introduced in notebook 01. The class names and palette are MMSegmentation's own
+(`mmseg.datasets.PascalVOCDataset.METAINFO`); they are read from mmseg the first time they are
+used, so `import helpers.voc` stays light (no torch) for code that only reads masks.
+
+Nothing in this module writes under a dataset root: `check_dataset` and the scans only read, and
+`convert_rgb_masks` writes to a new folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tarfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+IGNORE_INDEX = 255
+"""Label of "void" pixels (object borders, difficult regions): ignored by the loss and metrics."""
+
+VOID_COLOR = (224, 224, 192)
+"""Colour of label 255 in the VOC devkit palette (the cream outline around objects)."""
+
+NUM_CLASSES = 21
+
+IMAGE_DIR = "JPEGImages"
+MASK_DIR = "SegmentationClass"
+SPLIT_DIR = "ImageSets/Segmentation"
+
+VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
+VOC_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
+
+# Filled from mmseg on first access through the module-level __getattr__ below.
+CLASSES: tuple[str, ...]
+PALETTE: list[list[int]]
+
+
+@functools.cache
+def _metainfo() -> tuple[tuple[str, ...], list[list[int]]]:
+    from mmseg.datasets import PascalVOCDataset
+
+    meta = PascalVOCDataset.METAINFO
+    return tuple(meta["classes"]), [list(map(int, c)) for c in meta["palette"]]
+
+
+def __getattr__(name: str) -> Any:
+    """Read CLASSES / PALETTE from `PascalVOCDataset.METAINFO` on first use (PEP 562)."""
+    if name == "CLASSES":
+        return _metainfo()[0]
+    if name == "PALETTE":
+        return _metainfo()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class DatasetError(ValueError):
+    """A dataset on disk is not usable; the message names the file and says how to fix it."""
+
+
+def palette_lut() -> np.ndarray:
+    """(256, 3) uint8 colour table: the 21 VOC colours, VOID_COLOR at 255, black elsewhere."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:NUM_CLASSES] = np.asarray(_metainfo()[1], np.uint8)
+    lut[IGNORE_INDEX] = VOID_COLOR
+    return lut
+
+
+def save_mask(mask: np.ndarray, path: str | Path) -> Path:
+    """Write class ids as a palette ("P" mode) PNG with the VOC palette, as VOC stores masks."""
+    img = Image.fromarray(np.asarray(mask, np.uint8))  # "L"; putpalette makes it "P"
+    img.putpalette(palette_lut().ravel().tolist())
+    img.save(path)
+    return Path(path)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a VOC mask as an (H, W) uint8 array of class ids (0-20, 255 = void).
+
+    VOC masks are palette PNGs: each pixel stores a class id, and the file's palette says which
+    colour to *display* for it. PIL returns the ids; `cv2.imread` would return the display
+    colours (BGR), which are not labels.
+    """
+    path = Path(path)
+    with Image.open(path) as img:
+        if img.mode not in ("P", "L"):
+            raise DatasetError(
+                f"{path}: mask is a {img.mode} colour image, not a palette PNG of class ids. "
+                "Convert the folder through the VOC palette into a NEW folder with "
+                "helpers.voc.convert_rgb_masks(src_dir, out_dir) and point the dataset at it."
+            )
+        return np.array(img, dtype=np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as an (H, W, 3) uint8 RGB array."""
+    with Image.open(path) as img:
+        return np.array(img.convert("RGB"))
+
+
+def load_sample(root: str | Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The RGB image and class-id mask of one id under a VOC root."""
+    root = Path(root)
+    return (
+        read_image(root / IMAGE_DIR / f"{image_id}.jpg"),
+        read_mask(root / MASK_DIR / f"{image_id}.png"),
+    )
+
+
+def split_file(root: str | Path, split: str) -> Path:
+    """Path of `ImageSets/Segmentation/<split>.txt`."""
+    return Path(root) / SPLIT_DIR / f"{split}.txt"
+
+
+def split_ids(root: str | Path, split: str) -> list[str]:
+    """The image ids listed in a split file, in file order."""
+    path = split_file(root, split)
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: split file not found. A VOC root holds ImageSets/Segmentation/{split}.txt "
+            "(one image id per line); check VOC_ROOT points at .../VOCdevkit/VOC2012."
+        )
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def voc_dataset(root: str | Path, split: str, pipeline: list | tuple = ()) -> Any:
+    """mmseg's `PascalVOCDataset` for one split, built through the DATASETS registry."""
+    from mmseg.registry import DATASETS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    return DATASETS.build(
+        dict(
+            type="PascalVOCDataset",
+            data_root=str(root),
+            data_prefix=dict(img_path=IMAGE_DIR, seg_map_path=MASK_DIR),
+            ann_file=f"{SPLIT_DIR}/{split}.txt",
+            pipeline=list(pipeline),
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Checking a dataset
+
+
+@dataclass
+class DatasetSummary:
+    """What `check_dataset` found: file counts and the number of ids per split."""
+
+    root: Path
+    n_images: int
+    n_masks: int
+    splits: dict[str, int] = field(default_factory=dict)
+
+    def table(self) -> pd.DataFrame:
+        """The counts as a small pandas table (one row per quantity)."""
+        import pandas as pd
+
+        rows = {f"{IMAGE_DIR}/*.jpg": self.n_images, f"{MASK_DIR}/*.png": self.n_masks}
+        rows.update({f"ids in {s}.txt": n for s, n in self.splits.items()})
+        return pd.DataFrame({"count": rows})
+
+
+def _check_pair(pair: tuple[str, str]) -> tuple[list[str], tuple[int, ...]]:
+    """Check one (image, mask) pair; return the problems found and the labels present."""
+    img_path, mask_path = map(Path, pair)
+    problems: list[str] = []
+    if not img_path.is_file():
+        problems.append(f"{img_path}: image listed in the split but missing; add it or drop the id")
+    if not Path(mask_path).is_file():
+        problems.append(f"{mask_path}: mask listed in the split but missing; add it or drop the id")
+    if problems:
+        return problems, ()
+    try:
+        with Image.open(img_path) as img:
+            img_size = img.size
+            img.draft("RGB", (img_size[0] // 8, img_size[1] // 8))  # DCT-scaled decode: faster
+            img.load()
+    except OSError as err:
+        return [f"{img_path}: cannot decode the JPEG ({err}); re-download or re-extract it"], ()
+    try:
+        mask = read_mask(mask_path)
+    except DatasetError as err:
+        return [str(err)], ()
+    except OSError as err:
+        return [f"{mask_path}: cannot decode the PNG ({err}); re-download or re-extract it"], ()
+    if mask.shape[::-1] != img_size:
+        problems.append(
+            f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+            f"{img_size[0]}x{img_size[1]} (WxH); a mask must match its image pixel for pixel"
+        )
+    labels = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    bad = [int(v) for v in labels if v >= NUM_CLASSES and v != IGNORE_INDEX]
+    if bad:
+        problems.append(
+            f"{mask_path}: label values {bad[:10]} are outside 0-{NUM_CLASSES - 1} and "
+            f"{IGNORE_INDEX}; VOC masks hold class ids (0-20) and {IGNORE_INDEX} for void. "
+            "Fix the mask or the tool that wrote it."
+        )
+    return problems, tuple(int(v) for v in labels)
+
+
+def _map(fn: Any, items: list, desc: str, workers: int | None) -> list:
+    """`fn` over `items` with a tqdm bar; in `workers` processes for long lists."""
+    if workers is None:
+        workers = 2 if len(items) >= 256 else 1
+    if workers > 1:
+        from tqdm.contrib.concurrent import process_map
+
+        return process_map(fn, items, max_workers=workers, chunksize=64, desc=desc)
+    return [fn(item) for item in tqdm(items, desc=desc)]
+
+
+def _count(folder: Path, suffix: str) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(1 for e in os.scandir(folder) if e.name.endswith(suffix))
+
+
+def check_dataset(
+    root: str | Path, splits: tuple[str, ...] = ("train", "val"), workers: int | None = None
+) -> DatasetSummary:
+    """Check a VOC root before using it; raise `DatasetError` naming the file and the fix.
+
+    Checks: the root and its folders exist; each split file exists and is non-empty; every id in
+    a split has an image and a mask; each JPEG decodes to the end; each mask is a palette PNG
+    (not RGB colours) with labels in 0-20 and 255 only, and has its image's size. Reads only.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(
+            f"{root}: dataset root not found. Download VOC2012 (helpers.voc.download_voc) or "
+            "create the synthetic demo set (helpers.demo_data.ensure_dataset), or fix VOC_ROOT."
+        )
+    for sub in (IMAGE_DIR, MASK_DIR):
+        if not (root / sub).is_dir():
+            raise DatasetError(
+                f"{root / sub}: folder not found; a VOC root holds {IMAGE_DIR}/, {MASK_DIR}/ and "
+                f"{SPLIT_DIR}/. Check VOC_ROOT points at .../VOCdevkit/VOC2012."
+            )
+    ids = {split: split_ids(root, split) for split in splits}
+    for split, split_list in ids.items():
+        if not split_list:
+            raise DatasetError(
+                f"{split_file(root, split)}: split is empty; it must list one image id per line."
+            )
+    pairs = sorted(
+        {
+            (str(root / IMAGE_DIR / f"{i}.jpg"), str(root / MASK_DIR / f"{i}.png"))
+            for split_list in ids.values()
+            for i in split_list
+        }
+    )
+    results = _map(_check_pair, pairs, f"checking {root.name}", workers)
+    problems = [p for found, _ in results for p in found]
+    if problems:
+        more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise DatasetError(
+            f"{len(problems)} problem(s) in {root}:\n" + "\n".join(problems[:10]) + more
+        )
+    return DatasetSummary(
+        root=root,
+        n_images=_count(root / IMAGE_DIR, ".jpg"),
+        n_masks=_count(root / MASK_DIR, ".png"),
+        splits={split: len(voc_dataset(root, split)) for split in splits},
+    )
+
+
+def convert_rgb_masks(src_dir: str | Path, out_dir: str | Path) -> Path:
+    """Convert colour (RGB) masks to palette PNGs of class ids, written into a NEW folder.
+
+    Each colour is mapped back through the VOC palette (VOID_COLOR -> 255). The source folder is
+    never modified; `out_dir` must not exist yet or be empty. A colour that is not in the
+    palette raises `DatasetError` naming the file.
+    """
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    if out_dir.resolve() == src_dir.resolve():
+        raise DatasetError(
+            f"{out_dir}: write the converted masks to a new folder, not over {src_dir}"
+        )
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise DatasetError(f"{out_dir}: folder is not empty; choose a new folder for the output")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lut = palette_lut().astype(np.int64)
+    code_to_id = {int(c): i for i, c in enumerate(lut @ [65536, 256, 1]) if i < NUM_CLASSES}
+    code_to_id[int(np.dot(VOID_COLOR, [65536, 256, 1]))] = IGNORE_INDEX
+    for path in tqdm(sorted(src_dir.glob("*.png")), desc="converting masks"):
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"), np.int64)
+        codes = rgb @ [65536, 256, 1]
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        unknown = [int(c) for c in uniq if int(c) not in code_to_id]
+        if unknown:
+            colours = [((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in unknown[:5]]
+            raise DatasetError(
+                f"{path}: colours {colours} are not in the VOC palette; this is not a VOC "
+                "colour mask (or it was resized with interpolation). Re-export it unscaled."
+            )
+        ids = np.array([code_to_id[int(c)] for c in uniq], np.uint8)[inverse]
+        save_mask(ids.reshape(codes.shape), out_dir / path.name)
+    return out_dir
+
+
+# --------------------------------------------------------------------------------------------
+# Scanning masks for statistics
+
+
+def _mask_histogram(path: str) -> tuple[int, int, np.ndarray]:
+    mask = read_mask(path)
+    return mask.shape[0], mask.shape[1], np.bincount(mask.ravel(), minlength=256)
+
+
+def scan_masks(root: str | Path, split: str, workers: int | None = None) -> pd.DataFrame:
+    """One row per mask of a split (ids from mmseg's `PascalVOCDataset`): height, width and the
+    pixel count of every class and of void. The input for all class statistics."""
+    import pandas as pd
+
+    dataset = voc_dataset(root, split)
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    hists = _map(_mask_histogram, [d["seg_map_path"] for d in infos], f"scanning {split}", workers)
+    counts = np.array([h[2] for h in hists], np.int64).reshape(len(hists), 256)
+    table = pd.DataFrame(
+        np.concatenate([counts[:, :NUM_CLASSES], counts[:, [IGNORE_INDEX]]], axis=1),
+        columns=[*_metainfo()[0], "void"],
+    )
+    table.insert(0, "width", [h[1] for h in hists])
+    table.insert(0, "height", [h[0] for h in hists])
+    table.insert(0, "id", [Path(d["seg_map_path"]).stem for d in infos])
+    return table
+
+
+def class_statistics(scan: pd.DataFrame) -> pd.DataFrame:
+    """Per class (and void): pixel count, share of all pixels (%) and number of images."""
+    import pandas as pd
+
+    names = [*_metainfo()[0], "void"]
+    pixels = scan[names].sum()
+    return pd.DataFrame(
+        {
+            "pixels": pixels,
+            "pixel_share_%": 100 * pixels / pixels.sum(),
+            "images": (scan[names] > 0).sum(),
+        }
+    ).rename_axis("class")
+
+
+def foreground_ids(scan: pd.DataFrame) -> list[str]:
+    """Ids of the masks that contain at least one object pixel (a class other than background)."""
+    return scan.loc[scan[list(_metainfo()[0][1:])].sum(axis=1) > 0, "id"].tolist()
+
+
+# --------------------------------------------------------------------------------------------
+# Downloading the real dataset (Colab / a machine with internet; never run in CI)
+
+
+def download_voc(dest: str | Path = "data") -> Path:
+    """Download VOC2012 trainval (2 GB), check its md5 and extract it under `dest`.
+
+    Returns the VOC root `dest/VOCdevkit/VOC2012`. An existing complete download is reused.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    tar_path = dest / Path(VOC_URL).name
+    if not tar_path.is_file():
+        partial = tar_path.with_suffix(".part")
+        with urllib.request.urlopen(VOC_URL, timeout=30) as resp, partial.open("wb") as out:
+            total = int(resp.headers.get("Content-Length", 0)) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=tar_path.name) as bar:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        partial.rename(tar_path)
+    md5 = hashlib.md5()
+    with tar_path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+    if md5.hexdigest() != VOC_MD5:
+        raise DatasetError(
+            f"{tar_path}: md5 {md5.hexdigest()} != {VOC_MD5}; the download is corrupt. "
+            "Delete the file and run download_voc again."
+        )
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "VOCdevkit" / "VOC2012"

@@ -1,0 +1,119 @@
+"""helpers.plotting: the overlay blend, legends of present classes, the figures (each returns a
+Figure with the expected panels) and the augmentation preview through mmseg's transforms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from helpers import plotting, voc
+
+matplotlib.use("Agg")
+
+# The homework's training pipeline (as in mmseg's VOC configs), with a small crop for speed.
+TRAIN_PIPELINE = [
+    dict(type="LoadImageFromFile"),
+    dict(type="LoadAnnotations"),
+    dict(type="RandomResize", scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type="RandomCrop", crop_size=(96, 96), cat_max_ratio=0.75),
+    dict(type="RandomFlip", prob=0.5),
+    dict(type="PhotoMetricDistortion"),
+    dict(type="PackSegInputs"),
+]
+
+
+@pytest.fixture
+def sample() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    mask = np.zeros((6, 8), np.uint8)
+    mask[1:3, 1:4] = 15
+    mask[4:, 5:] = 8
+    mask[0, :] = 255
+    return image, mask
+
+
+def legend_labels(fig: Figure) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_overlay_blend(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    image, mask = sample
+    assert np.array_equal(plotting.overlay(image, mask, opacity=0.0), image)
+    full = plotting.overlay(image, mask, opacity=1.0)
+    assert np.array_equal(full, plotting.colorize(mask))
+    assert tuple(full[0, 0]) == voc.VOID_COLOR  # void drawn near-white, not black
+    assert tuple(full[1, 1]) == tuple(voc.PALETTE[15])
+    half = plotting.overlay(image, mask, opacity=0.5)
+    assert half.dtype == np.uint8 and half.shape == image.shape
+    expected = np.rint(0.5 * image[5, 6].astype(float) + 0.5 * np.array(voc.PALETTE[8]))
+    assert np.array_equal(half[5, 6], expected)
+
+
+def test_overlay_with_own_palette_and_bad_input(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    image, mask = sample
+    palette = [[10, 20, 30]] * 21
+    assert tuple(plotting.overlay(image, mask, 1.0, palette=palette)[2, 2]) == (10, 20, 30)
+    with pytest.raises(ValueError, match="differ in size"):
+        plotting.overlay(image, mask[:-1])
+    with pytest.raises(ValueError, match="opacity"):
+        plotting.overlay(image, mask, opacity=1.5)
+
+
+def test_legend_lists_only_present_classes(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    _, mask = sample
+    handles = plotting.legend_handles(np.unique(mask))
+    assert [h.get_label() for h in handles] == ["0 background", "8 cat", "15 person", "void (255)"]
+    assert np.allclose(handles[2].get_facecolor()[:3], np.array(voc.PALETTE[15]) / 255)
+
+
+def test_show_image_and_mask(demo_root: Path) -> None:
+    image_id = voc.split_ids(demo_root, "train")[0]
+    image, mask = voc.load_sample(demo_root, image_id)
+    fig = plotting.show_image_and_mask(image, mask, opacity=0.3, title=image_id)
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    assert np.array_equal(fig.axes[1].images[0].get_array(), plotting.colorize(mask))
+    present = {voc.CLASSES[i] for i in np.unique(mask) if i < 21}
+    labels = legend_labels(fig)
+    assert {label.split(" ", 1)[1] for label in labels if label[0].isdigit()} == present
+
+
+def test_overlay_grid(demo_root: Path) -> None:
+    ids = voc.split_ids(demo_root, "val")[:5]
+    samples = [voc.load_sample(demo_root, i) for i in ids]
+    fig = plotting.overlay_grid(samples, ncols=3, titles=ids, suptitle="val")
+    assert len(fig.axes) == 6
+    assert sum(1 for ax in fig.axes if ax.images) == 5
+    assert fig.axes[4].get_title() == ids[4]
+    shown = set().union(*(np.unique(m).tolist() for _, m in samples))
+    assert len(legend_labels(fig)) == len(shown)
+
+
+def test_statistics_figures(demo_root: Path) -> None:
+    scan = voc.scan_masks(demo_root, "train", workers=1)
+    stats = voc.class_statistics(scan)
+    fig = plotting.plot_class_statistics(stats, title="train")
+    assert len(fig.axes) == 2
+    widths = [p.get_width() for p in fig.axes[1].patches]
+    assert widths == pytest.approx(stats["images"].tolist())
+    sizes = plotting.plot_image_sizes(scan)
+    offsets = sizes.axes[0].collections[0].get_offsets()
+    assert len(offsets) == len(scan)
+    assert sorted(offsets[:, 0].tolist()) == sorted(scan["width"].tolist())
+
+
+def test_augmentation_preview_runs_the_pipeline(demo_root: Path) -> None:
+    dataset = voc.voc_dataset(demo_root, "train")
+    fig = plotting.augmentation_preview(dataset, 0, TRAIN_PIPELINE, n=3)
+    assert len(fig.axes) == 6
+    assert "PackSegInputs" not in fig.texts[0].get_text()
+    assert "RandomCrop" in fig.texts[0].get_text()
+    tops = [ax.images[0].get_array() for ax in fig.axes[:3]]
+    for top in tops:
+        assert max(top.shape[:2]) <= 96  # cropped by RandomCrop
+    assert any(not np.array_equal(tops[0], t) for t in tops[1:])  # random draws differ
+    assert TRAIN_PIPELINE[-1] == dict(type="PackSegInputs")  # caller's list untouched

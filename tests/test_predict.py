@@ -1,0 +1,196 @@
+"""helpers.predict: safe model loading, overlays, palette masks and the batch-prediction command."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mmengine.registry import init_default_scope
+from mmengine.runner import save_checkpoint
+from mmseg.apis import inference_model, show_result_pyplot
+from mmseg.registry import MODELS
+from PIL import Image
+
+from helpers.checkpoint import CheckpointError, init_model
+from helpers.config import build_config
+from helpers.predict import (
+    EXIT_SKIPPED,
+    draw_overlay,
+    find_voc_root,
+    main,
+    pred_mask,
+    predict_images,
+    prediction_grid,
+)
+from helpers.voc import PALETTE, palette_lut, read_mask, split_ids
+
+
+def _tree(root: Path) -> dict[str, int]:
+    """Every file under `root` with its size: the dataset must look the same after each test."""
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def val_images(demo_root: Path, tmp_path_factory) -> Path:
+    """A folder (outside the dataset) with copies of three validation images."""
+    folder = tmp_path_factory.mktemp("val_images")
+    for image_id in split_ids(demo_root, "val")[:3]:
+        shutil.copy(demo_root / "JPEGImages" / f"{image_id}.jpg", folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def head20(demo_root: Path, tmp_path_factory) -> Path:
+    """An mmengine checkpoint of the smoke model with a 20-class head (the homework's mistake)."""
+    cfg = build_config("smoke", demo_root, tmp_path_factory.mktemp("head20"))
+    cfg.model.decode_head.num_classes = 20
+    if cfg.model.get("auxiliary_head"):
+        cfg.model.auxiliary_head.num_classes = 20
+    init_default_scope("mmseg")
+    model = MODELS.build(cfg.model)
+    path = Path(cfg.work_dir) / "head20.pth"
+    save_checkpoint({"state_dict": model.state_dict(), "meta": {}}, str(path))
+    return path
+
+
+def test_init_model_and_inference(trained_smoke, demo_root):
+    model = init_model(trained_smoke.config_path, trained_smoke.checkpoint, device="cpu")
+    assert model.decode_head.num_classes == 21
+    image_id = split_ids(demo_root, "val")[0]
+    result = inference_model(model, str(demo_root / "JPEGImages" / f"{image_id}.jpg"))
+    mask = pred_mask(result)
+    gt = read_mask(demo_root / "SegmentationClass" / f"{image_id}.png")
+    assert mask.dtype == np.uint8 and mask.shape == gt.shape
+    # a trained model, not random weights: most labelled pixels right on a validation image
+    valid = gt != 255
+    assert (mask[valid] == gt[valid]).mean() > 0.5
+
+
+def test_class_count_mismatch_names_both_numbers(trained_smoke, head20, val_images, tmp_path,
+                                                 capsys):
+    with pytest.raises(CheckpointError) as err:
+        init_model(trained_smoke.config_path, head20)
+    assert "20 classes" in str(err.value) and "21 classes" in str(err.value)
+    status = main(["--config", str(trained_smoke.config_path), "--checkpoint", str(head20),
+                   "--input", str(val_images), "--out", str(tmp_path / "out")])
+    message = capsys.readouterr().err
+    assert status == 2 and "20 classes" in message and "21 classes" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_overlay_is_mmseg_blend(trained_smoke, demo_root):
+    """draw_overlay equals show_result_pyplot's drawing and the documented blend rule."""
+    model = init_model(trained_smoke.config_path, trained_smoke.checkpoint, device="cpu")
+    image_id = split_ids(demo_root, "val")[1]
+    path = str(demo_root / "JPEGImages" / f"{image_id}.jpg")
+    result = inference_model(model, path)
+    image = np.array(Image.open(path).convert("RGB"))
+    mask = pred_mask(result)
+    for opacity in (0.3, 0.8):
+        drawn = draw_overlay(image, mask, opacity)
+        rule = (image * (1 - opacity) + palette_lut()[mask] * opacity).astype(np.uint8)
+        np.testing.assert_array_equal(drawn, rule)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # show_result_pyplot warns: no save_dir backend
+            mmseg_img = show_result_pyplot(model, image, result, opacity=opacity, show=False,
+                                           draw_gt=False, with_labels=False)
+        np.testing.assert_array_equal(drawn, mmseg_img)
+    with pytest.raises(ValueError, match="same H, W"):
+        draw_overlay(image, mask[:-1], 0.5)
+
+
+def test_prediction_grid_has_one_row_per_image(trained_smoke, demo_root):
+    rows = []
+    for image_id in split_ids(demo_root, "val")[:2]:
+        image = np.array(Image.open(demo_root / "JPEGImages" / f"{image_id}.jpg").convert("RGB"))
+        gt = read_mask(demo_root / "SegmentationClass" / f"{image_id}.png")
+        rows.append((image, gt, np.where(gt == 255, 0, gt).astype(np.uint8)))
+    fig = prediction_grid(rows, titles=["a", "b"])
+    assert len(fig.axes) == 6
+    labels = {t.get_text() for t in fig.legends[0].get_texts()}
+    present = {int(c) for _, gt, _ in rows for c in np.unique(gt) if c != 255}
+    assert len(labels) == len(present | {0})
+
+
+def test_cli_writes_palette_masks_and_overlays(trained_smoke, val_images, tmp_path):
+    out = tmp_path / "pred"
+    status = main(["--config", str(trained_smoke.config_path), "--checkpoint",
+                   str(trained_smoke.checkpoint), "--input", str(val_images), "--out", str(out)])
+    assert status == 0
+    images = sorted(val_images.glob("*.jpg"))
+    model = init_model(trained_smoke.config_path, trained_smoke.checkpoint, device="cpu")
+    for path in images:
+        mask_png = out / "masks" / f"{path.stem}.png"
+        with Image.open(mask_png) as img:
+            assert img.mode == "P"
+            assert np.array(img.getpalette()[: 3 * 21]).reshape(21, 3).tolist() == PALETTE
+        expected = pred_mask(inference_model(model, str(path)))
+        np.testing.assert_array_equal(read_mask(mask_png), expected)
+        with Image.open(out / "overlays" / f"{path.stem}.png") as over:
+            assert over.mode == "RGB" and over.size == (expected.shape[1], expected.shape[0])
+
+
+def test_unreadable_image_is_named_and_others_processed(trained_smoke, val_images, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(val_images, folder)
+    (folder / "broken.jpg").write_bytes(b"this is not a JPEG")
+    good = sorted(p.stem for p in val_images.glob("*.jpg"))
+    model = init_model(trained_smoke.config_path, trained_smoke.checkpoint, device="cpu")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        report = predict_images(model, sorted(folder.glob("*.jpg")), tmp_path / "a")
+    assert list(report.skipped) == [folder / "broken.jpg"]
+    assert sorted(p.stem for p in report.masks) == good
+
+    out = tmp_path / "b"
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        status = main(["--config", str(trained_smoke.config_path), "--checkpoint",
+                       str(trained_smoke.checkpoint), "--input", str(folder), "--out", str(out)])
+    assert status == EXIT_SKIPPED
+    assert sorted(p.stem for p in (out / "masks").glob("*.png")) == good
+
+
+def test_cli_refuses_output_inside_dataset(trained_smoke, demo_root, val_images, capsys):
+    before = _tree(demo_root)
+    for out in (demo_root / "predictions", demo_root / "JPEGImages" / "pred", demo_root):
+        status = main(["--config", str(trained_smoke.config_path), "--checkpoint",
+                       str(trained_smoke.checkpoint), "--input", str(val_images),
+                       "--out", str(out)])
+        assert status == 2
+        assert "inside the dataset root" in capsys.readouterr().err
+    # input inside the dataset, output inside it too: refused as well
+    status = main(["--config", str(trained_smoke.config_path), "--checkpoint",
+                   str(trained_smoke.checkpoint), "--input", str(demo_root / "JPEGImages"),
+                   "--out", str(demo_root / "ImageSets" / "pred")])
+    assert status == 2
+    assert _tree(demo_root) == before
+    assert find_voc_root(demo_root / "JPEGImages") == demo_root.resolve()
+    assert find_voc_root(val_images) is None
+
+
+def test_cli_missing_checkpoint_exit_status(trained_smoke, val_images, tmp_path, capsys):
+    status = main(["--config", str(trained_smoke.config_path), "--checkpoint",
+                   str(tmp_path / "missing.pth"), "--input", str(val_images),
+                   "--out", str(tmp_path / "out")])
+    message = capsys.readouterr().err
+    assert status == 2 and "missing.pth" in message and "not found" in message
+    assert "notebook 03" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_runs_as_a_module(trained_smoke, val_images, tmp_path):
+    """The documented command line, in a fresh interpreter, on a single image."""
+    import subprocess
+    import sys
+
+    image = sorted(val_images.glob("*.jpg"))[0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers.predict", "--config", str(trained_smoke.config_path),
+         "--checkpoint", str(trained_smoke.checkpoint), "--input", str(image),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "masks" / f"{image.stem}.png").is_file()
+    assert (tmp_path / "out" / "overlays" / f"{image.stem}.png").is_file()
