@@ -1,7 +1,7 @@
 """How long the class-statistics scan of notebook 01 takes over a VOC2012-sized split.
 
 VOC2012 has 2,913 segmentation masks (1,464 train + 1,449 val). The benchmark generates that
-many demo masks once into build/bench/ (VOC sizes, ~45 s), then times `voc.scan_masks` over
+many demo masks once into build/bench/ (VOC sizes, about a minute), then times `voc.scan_masks` over
 trainval (serial and with 2 worker processes) and the full `voc.check_dataset`.
 
     .venv/bin/python benchmarks/bench_stats.py [--quick]

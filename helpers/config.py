@@ -149,10 +149,10 @@ RECIPES: dict[str, Recipe] = {
     ),
     # Minutes on two CPU cores, from scratch; must reach val mIoU >= 50 on the demo data.
     "smoke": Recipe(
-        crop=(128, 128), train_scale=(256, 128), test_scale=(256, 128), photometric=False,
-        pad=False, batch=8, lr=0.05, max_iters=300, val_interval=100, log_interval=10,
-        ckpt_interval=100, poly_end=None, train_workers=0, val_workers=0,
-        load_from=None, keep_pretrained_backbone=False, slim_channels=32,
+        crop=(96, 96), train_scale=(192, 96), test_scale=(192, 96), photometric=False,
+        pad=False, batch=8, lr=0.05, max_iters=300, val_interval=50, log_interval=10,
+        ckpt_interval=50, poly_end=None, train_workers=0, val_workers=0,
+        load_from=None, keep_pretrained_backbone=False, slim_channels=16,
         ratio_range=(0.75, 1.5),
     ),
 }

@@ -9,13 +9,17 @@ test-time Resize of the config) travels inside the ``.onnx`` file as metadata wr
 2. the graph: BGR->RGB, mean/std, network, bilinear resize of the logits back to the original
    size, argmax (or, for a graph exported without them, the same steps in numpy/cv2).
 
+Command line: ``python -m helpers.deploy --model FILE.onnx --image IMG --out DIR``.
 This module must stay importable without torch (tests/test_deploy.py checks it).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,19 +182,62 @@ def segment(session: ort.InferenceSession, image: np.ndarray) -> np.ndarray:
     return logits.argmax(axis=-1).astype(np.uint8)
 
 
+def overlay(image_rgb: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]],
+            opacity: float = 0.5) -> np.ndarray:
+    """Class colours blended over an RGB image with the rule of mmseg's ``SegLocalVisualizer``.
+
+    ``(image * (1 - opacity) + palette[mask] * opacity).astype(uint8)``, ids outside the palette
+    unpainted (black), as ``show_result_pyplot`` and ``helpers.predict.draw_overlay`` (notebook
+    04) draw predictions; written out here because mmseg's visualizer needs torch.
+    """
+    if image_rgb.shape[:2] != mask.shape[:2]:
+        raise DeployError(f"image {image_rgb.shape[:2]} and mask {mask.shape[:2]} differ in size")
+    if not 0 < opacity <= 1:
+        raise DeployError(f"opacity must be in (0, 1], got {opacity}")
+    colours = np.zeros((256, 3), np.uint8)
+    colours[: len(palette)] = np.asarray(palette, np.uint8)
+    return (image_rgb * (1 - opacity) + colours[mask] * opacity).astype(np.uint8)
+
+
 def segment_file(onnx_path: str | Path, image_path: str | Path,
                  opacity: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, RGB overlay) for an image file: the whole deployment in one call.
-
-    The overlay uses :func:`helpers.plotting.overlay`, the same blend as the PyTorch overlays
-    of notebook 04.
-    """
-    from helpers.plotting import overlay
-
+    """(mask, RGB overlay) for an image file: the whole deployment in one call."""
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if image is None:
         raise DeployError(f"could not read image {image_path} (missing or not an image file)")
     session = make_session(onnx_path)
     mask = segment(session, image)
-    palette = model_info(session).palette or None
-    return mask, overlay(image[..., ::-1], mask, opacity=opacity, palette=palette)
+    return mask, overlay(image[..., ::-1], mask, model_info(session).palette, opacity)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m helpers.deploy --model FILE.onnx --image IMG --out DIR``.
+
+    Writes ``DIR/<stem>_mask.png`` (class ids) and ``DIR/<stem>_overlay.png``, and prints which
+    libraries the run loaded (never torch or OpenMMLab).
+    """
+    parser = argparse.ArgumentParser(prog="python -m helpers.deploy",
+                                     description="Segment one image with ONNX Runtime only.")
+    parser.add_argument("--model", required=True, type=Path, help="graph from helpers.export")
+    parser.add_argument("--image", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path, help="folder for the two PNGs")
+    parser.add_argument("--opacity", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    try:
+        mask, drawn = segment_file(args.model, args.image, args.opacity)
+    except (DeployError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.image.stem
+    cv2.imwrite(str(args.out / f"{stem}_mask.png"), mask)
+    cv2.imwrite(str(args.out / f"{stem}_overlay.png"), drawn[..., ::-1])
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "mmseg", "mmcv", "mmengine"})
+    print(f"{stem}: mask {mask.shape[0]}x{mask.shape[1]}, classes {np.unique(mask).tolist()} "
+          f"-> {args.out}\nloaded: onnxruntime {ort.__version__}, numpy {np.__version__}, "
+          f"opencv {cv2.__version__}; torch/OpenMMLab: {', '.join(heavy) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,8 +7,8 @@ wraps the model in ``MMDistributedDataParallel`` (gradients are averaged across 
 shards the data with its rank-aware ``InfiniteSampler``/``DefaultSampler``, and writes
 checkpoints, logs and ``vis_data`` from rank 0 only. :func:`configure` adapts a config to the
 launch: it checks the launcher and the environment, picks the backend (``nccl`` on GPUs,
-``gloo`` on CPUs), switches BN to SyncBN where that works, and turns on mmengine's
-``auto_scale_lr`` (the linear learning-rate scaling rule).
+``gloo`` on CPUs), switches BN to SyncBN where that works (GPUs), and turns on mmengine's
+``auto_scale_lr`` (the linear learning-rate scaling rule) unless the config sets it.
 
     torchrun --nproc_per_node=N -m helpers.train --config FILE --launcher pytorch
 """

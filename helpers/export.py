@@ -366,14 +366,15 @@ def verify_onnx(segmentor: nn.Module, onnx_path: str | Path, sizes: Sequence[tup
 def export_onnx(segmentor: nn.Module, out: str | Path, size: tuple[int, int] | None = None,
                 preprocess: bool = False, postprocess: bool = False,
                 verify_sizes: Sequence[tuple[int, int]] | None = None,
-                opset: int = 18) -> ExportReport:
+                opset: int = 18, exact_pooling: bool = True) -> ExportReport:
     """Export ``segmentor`` to one self-contained ``.onnx``, verify it, then move it into place.
 
     ``size=(H, W)`` gives a static graph for batch 1 at that size; ``size=None`` a graph with
     dynamic batch, height and width. The graph is written to a temporary file next to ``out``;
     only when ``onnx.checker`` and ORT-vs-PyTorch verification pass is it renamed to ``out``.
     A failed export keeps nothing at ``out`` from this run and raises :class:`ExportError`
-    carrying the report (``err.report``).
+    carrying the report (``err.report``). ``exact_pooling=False`` exports the model's own
+    ``nn.AdaptiveAvgPool2d`` as torch does (to see the failure it causes).
     """
     import onnx
 
@@ -411,7 +412,8 @@ def export_onnx(segmentor: nn.Module, out: str | Path, size: tuple[int, int] | N
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with torch.no_grad(), exact_adaptive_pooling(segmentor):
+        swap = exact_adaptive_pooling(segmentor) if exact_pooling else contextlib.nullcontext()
+        with torch.no_grad(), swap:
             torch.onnx.export(graph, example, str(tmp), dynamo=True, external_data=False,
                               input_names=input_names, output_names=output_names,
                               dynamic_shapes=dynamic_shapes, opset_version=opset,

@@ -169,7 +169,7 @@ def augmentation_preview(
     The transforms are built from mmseg's TRANSFORMS registry and chained with mmcv's
     `Compose`; `PackSegInputs` is dropped so the result stays a displayable image + mask.
     `dataset` is a `PascalVOCDataset` (see `voc.voc_dataset`) that supplies the sample's
-    paths. Top row: augmented images; bottom row: their masks over the images.
+    paths. Top row: the original and `n` augmented images; bottom row: their masks over them.
     """
     from mmcv.transforms import Compose
     from mmseg.registry import TRANSFORMS
@@ -179,14 +179,19 @@ def augmentation_preview(
     steps = [copy.deepcopy(t) for t in pipeline if t["type"] != "PackSegInputs"]
     compose = Compose([TRANSFORMS.build(t) for t in steps])
     info = dataset.get_data_info(index)
-    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.6), squeeze=False)
+    fig, axes = plt.subplots(2, n + 1, figsize=(2.6 * (n + 1), 5.8), squeeze=False)
+    original = voc.read_image(info["img_path"]), voc.read_mask(info["seg_map_path"])
     present: set[int] = set()
-    for k in range(n):
-        out = compose(copy.deepcopy(info))
-        image, mask = out["img"][..., ::-1], out["gt_seg_map"]  # mmcv loads BGR
+    for k in range(n + 1):
+        if k == 0:
+            (image, mask), title = original, "original"
+        else:
+            out = compose(copy.deepcopy(info))
+            image, mask = np.ascontiguousarray(out["img"][..., ::-1]), out["gt_seg_map"]  # BGR
+            title = f"draw {k}"
         axes[0, k].imshow(image)
-        axes[1, k].imshow(overlay(np.ascontiguousarray(image), mask, opacity))
-        axes[0, k].set_title(f"draw {k + 1}: {image.shape[1]}x{image.shape[0]}", fontsize=9)
+        axes[1, k].imshow(overlay(image, mask, opacity))
+        axes[0, k].set_title(f"{title}: {image.shape[1]}x{image.shape[0]}", fontsize=9)
         present.update(np.unique(mask).tolist())
         for ax in axes[:, k]:
             ax.axis("off")

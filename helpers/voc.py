@@ -92,11 +92,16 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     with Image.open(path) as img:
+        if img.mode in ("RGB", "RGBA"):
+            raise DatasetError(
+                f"{path}: mask is an {img.mode}-mode colour image, not a palette PNG of class "
+                "ids. Convert the folder through the VOC palette into a NEW folder with "
+                "helpers.voc.convert_rgb_masks(src_dir, out_dir) and point the dataset at it."
+            )
         if img.mode not in ("P", "L"):
             raise DatasetError(
-                f"{path}: mask is a {img.mode} colour image, not a palette PNG of class ids. "
-                "Convert the folder through the VOC palette into a NEW folder with "
-                "helpers.voc.convert_rgb_masks(src_dir, out_dir) and point the dataset at it."
+                f"{path}: mask has PIL mode {img.mode}; VOC masks are 8-bit palette PNGs of "
+                "class ids (0-20, 255). Re-save it as an 8-bit palette PNG (helpers.voc.save_mask)."
             )
         return np.array(img, dtype=np.uint8)
 
@@ -171,8 +176,8 @@ class DatasetSummary:
         return pd.DataFrame({"count": rows})
 
 
-def _check_pair(pair: tuple[str, str]) -> tuple[list[str], tuple[int, ...]]:
-    """Check one (image, mask) pair; return the problems found and the labels present."""
+def _check_pair(pair: tuple[str, str]) -> list[str]:
+    """Check one (image, mask) pair; return the problems found (empty when it is fine)."""
     img_path, mask_path = map(Path, pair)
     problems: list[str] = []
     if not img_path.is_file():
@@ -180,20 +185,20 @@ def _check_pair(pair: tuple[str, str]) -> tuple[list[str], tuple[int, ...]]:
     if not Path(mask_path).is_file():
         problems.append(f"{mask_path}: mask listed in the split but missing; add it or drop the id")
     if problems:
-        return problems, ()
+        return problems
     try:
         with Image.open(img_path) as img:
             img_size = img.size
             img.draft("RGB", (img_size[0] // 8, img_size[1] // 8))  # DCT-scaled decode: faster
             img.load()
     except OSError as err:
-        return [f"{img_path}: cannot decode the JPEG ({err}); re-download or re-extract it"], ()
+        return [f"{img_path}: cannot decode the JPEG ({err}); re-download or re-extract it"]
     try:
         mask = read_mask(mask_path)
     except DatasetError as err:
-        return [str(err)], ()
+        return [str(err)]
     except OSError as err:
-        return [f"{mask_path}: cannot decode the PNG ({err}); re-download or re-extract it"], ()
+        return [f"{mask_path}: cannot decode the PNG ({err}); re-download or re-extract it"]
     if mask.shape[::-1] != img_size:
         problems.append(
             f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
@@ -207,7 +212,7 @@ def _check_pair(pair: tuple[str, str]) -> tuple[list[str], tuple[int, ...]]:
             f"{IGNORE_INDEX}; VOC masks hold class ids (0-20) and {IGNORE_INDEX} for void. "
             "Fix the mask or the tool that wrote it."
         )
-    return problems, tuple(int(v) for v in labels)
+    return problems
 
 
 def _map(fn: Any, items: list, desc: str, workers: int | None) -> list:
@@ -254,15 +259,16 @@ def check_dataset(
             raise DatasetError(
                 f"{split_file(root, split)}: split is empty; it must list one image id per line."
             )
+    datasets = {split: voc_dataset(root, split) for split in splits}  # mmseg resolves the paths
     pairs = sorted(
         {
-            (str(root / IMAGE_DIR / f"{i}.jpg"), str(root / MASK_DIR / f"{i}.png"))
-            for split_list in ids.values()
-            for i in split_list
+            (info["img_path"], info["seg_map_path"])
+            for ds in datasets.values()
+            for info in (ds.get_data_info(i) for i in range(len(ds)))
         }
     )
     results = _map(_check_pair, pairs, f"checking {root.name}", workers)
-    problems = [p for found, _ in results for p in found]
+    problems = [p for found in results for p in found]
     if problems:
         more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise DatasetError(
@@ -272,7 +278,7 @@ def check_dataset(
         root=root,
         n_images=_count(root / IMAGE_DIR, ".jpg"),
         n_masks=_count(root / MASK_DIR, ".png"),
-        splits={split: len(voc_dataset(root, split)) for split in splits},
+        splits={split: len(ds) for split, ds in datasets.items()},
     )
 
 

@@ -67,6 +67,34 @@ def test_objects_are_large_and_bordered_by_void(demo_root: Path) -> None:
     assert runs.max() >= 3
 
 
+def test_classes_are_locally_distinctive(demo_root: Path) -> None:
+    """A per-pixel colour lookup table fitted on train segments val almost perfectly (mmseg's
+    IoUMetric): the classes are learnable from local evidence within minutes of training."""
+    import torch
+    from mmseg.evaluation import IoUMetric
+
+    def pixels(split: str):
+        for image_id in voc.split_ids(demo_root, split):
+            image, mask = voc.load_sample(demo_root, image_id)
+            yield (image // 16).astype(np.int64) @ np.array([256, 16, 1]), mask.astype(np.int64)
+
+    votes = np.zeros((16**3, 256), np.int64)
+    for code, mask in pixels("train"):
+        keep = mask != voc.IGNORE_INDEX
+        np.add.at(votes, (code[keep], mask[keep]), 1)
+    lookup = torch.from_numpy(votes.argmax(axis=1))
+    areas = [
+        IoUMetric.intersect_and_union(lookup[torch.from_numpy(code)], torch.from_numpy(mask),
+                                      voc.NUM_CLASSES, voc.IGNORE_INDEX)
+        for code, mask in pixels("val")
+    ]
+    totals = [sum(a[k] for a in areas) for k in range(4)]
+    iou = IoUMetric.total_area_to_metrics(*totals, metrics=["mIoU"])["IoU"]
+    present = [voc.CLASSES.index(c) for c in ("background", *demo_data.DEMO_CLASSES)]
+    assert np.isnan(np.delete(iou, present)).all()  # only the demo classes are in val
+    assert np.nanmean(iou) > 0.9 and iou[present].min() > 0.8
+
+
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     a = demo_data.make_demo_dataset(tmp_path / "a", n_train=4, n_val=2, seed=3, n_unlabelled=1)
     b = demo_data.make_demo_dataset(tmp_path / "b", n_train=4, n_val=2, seed=3, n_unlabelled=1)

@@ -41,28 +41,37 @@ def val_images(trained_smoke) -> list[Path]:
     return [root / "JPEGImages" / f"{i}.jpg" for i in split_ids(root, "val")[:4]]
 
 
-def test_runs_without_torch_or_mmseg(graphs: dict[str, Path], val_images: list[Path]) -> None:
-    """The deployment path imports neither torch nor any OpenMMLab package."""
+def test_runs_without_torch_or_mmseg(graphs: dict[str, Path], val_images: list[Path],
+                                     tmp_path: Path) -> None:
+    """The deployment path (function and command) imports neither torch nor OpenMMLab."""
     script = textwrap.dedent(f"""
         import json, sys
         for name in ("torch", "mmseg", "mmcv", "mmengine"):
             sys.modules[name] = None  # any import of these now raises ImportError
         from helpers import deploy
         mask, over = deploy.segment_file({str(graphs["deploy"])!r}, {str(val_images[0])!r})
+        code = deploy.main(["--model", {str(graphs["deploy"])!r}, "--image",
+                            {str(val_images[0])!r}, "--out", {str(tmp_path)!r}])
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in
                        ("torch", "mmseg", "mmcv", "mmengine") and sys.modules[m] is not None)
         print(json.dumps(dict(mask=mask.shape, overlay=over.shape, dtype=str(over.dtype),
-                              classes=sorted(set(mask.ravel().tolist())), heavy=heavy)))
+                              classes=sorted(set(mask.ravel().tolist())), heavy=heavy,
+                              code=code)))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert proc.returncode == 0, proc.stderr
+    assert "torch/OpenMMLab: none" in proc.stdout
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     height, width = cv2.imread(str(val_images[0])).shape[:2]
     assert result["mask"] == [height, width]
     assert result["overlay"] == [height, width, 3] and result["dtype"] == "uint8"
     assert len(result["classes"]) >= 2  # the trained model finds objects, not only background
-    assert result["heavy"] == []
+    assert result["heavy"] == [] and result["code"] == 0
+    stem = val_images[0].stem
+    written = cv2.imread(str(tmp_path / f"{stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert written.shape == (height, width) and set(np.unique(written)) == set(result["classes"])
+    assert cv2.imread(str(tmp_path / f"{stem}_overlay.png")).shape == (height, width, 3)
 
 
 def test_raw_graph_with_host_postprocessing_agrees(graphs: dict[str, Path],

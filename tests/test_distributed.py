@@ -1,7 +1,7 @@
 """Distributed training (issue 7): configure() on real mmseg configs, and a real 2-process run.
 
 The 2-process test starts ``torchrun --standalone --nproc_per_node=2 -m helpers.train`` on the
-demo data with the gloo backend (CPU), exactly as a student would on two GPUs.
+demo data: the command a student runs on two GPUs, here on CPUs with the gloo backend.
 """
 
 from __future__ import annotations
@@ -250,7 +250,9 @@ def test_both_ranks_finish_with_identical_parameters(two_process_run: dict) -> N
 def test_one_set_of_checkpoints_and_logs(two_process_run: dict) -> None:
     work_dir: Path = two_process_run["work_dir"]
     assert (work_dir / "last_checkpoint").read_text().strip().endswith(f"iter_{MAX_ITERS}.pth")
-    assert f"iter_{MAX_ITERS}.pth" in {p.name for p in work_dir.glob("*.pth")}
+    checkpoints = {p.name for p in work_dir.glob("*.pth")}
+    assert f"iter_{MAX_ITERS}.pth" in checkpoints
+    assert checkpoints <= {f"iter_{MAX_ITERS}.pth", f"best_mIoU_iter_{MAX_ITERS}.pth"}
     assert not [p for p in work_dir.rglob("*") if re.search(r"rank[1-9]", p.name)]
     runs = [p for p in work_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1, runs  # one timestamped log folder (the timestamp is rank 0's)
@@ -265,10 +267,12 @@ def test_metrics_reported_once_and_lr_scaled(two_process_run: dict) -> None:
     log = next(work_dir.glob("*/*.log")).read_text()
     assert len(VAL_LINE.findall(log)) == 1
     assert len(VAL_LINE.findall(two_process_run["output"])) == 1  # both ranks' consoles
+    assert two_process_run["output"].count('{"val": {"aAcc": ') == 1  # helpers.train's summary
     steps = [json.loads(line) for line in next(work_dir.glob("*/vis_data/scalars.json")).open()]
     assert len([s for s in steps if "mIoU" in s]) == 1
     ran = Config.fromfile(next(work_dir.glob("*/vis_data/config.py")))  # what mmengine ran
     assert (ran.launcher, ran.env_cfg.dist_cfg.backend) == ("pytorch", "gloo")
+    assert _norm_types(ran) == {"BN"}  # no SyncBN on CPUs
     plan = batch_plan(ran, world_size=2)
     assert (plan.total_batch, plan.scale_lr) == (4, True)
     assert f"Scaling the original LR by {plan.lr_ratio}" in log  # mmengine's auto_scale_lr

@@ -109,10 +109,12 @@ def test_statistics_figures(demo_root: Path) -> None:
 def test_augmentation_preview_runs_the_pipeline(demo_root: Path) -> None:
     dataset = voc.voc_dataset(demo_root, "train")
     fig = plotting.augmentation_preview(dataset, 0, TRAIN_PIPELINE, n=3)
-    assert len(fig.axes) == 6
+    assert len(fig.axes) == 8  # original + 3 draws, image row and overlay row
     assert "PackSegInputs" not in fig.texts[0].get_text()
     assert "RandomCrop" in fig.texts[0].get_text()
-    tops = [ax.images[0].get_array() for ax in fig.axes[:3]]
+    original = fig.axes[0].images[0].get_array()
+    assert original.shape[:2] == voc.read_mask(dataset.get_data_info(0)["seg_map_path"]).shape
+    tops = [ax.images[0].get_array() for ax in fig.axes[1:4]]
     for top in tops:
         assert max(top.shape[:2]) <= 96  # cropped by RandomCrop
     assert any(not np.array_equal(tops[0], t) for t in tops[1:])  # random draws differ

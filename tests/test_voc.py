@@ -70,6 +70,12 @@ def test_read_mask_gives_ids_where_cv2_gives_colours(demo_root: Path) -> None:
     assert not np.array_equal(bgr[..., 0], ids)
 
 
+def test_read_mask_rejects_16_bit(tmp_path: Path) -> None:
+    Image.fromarray(np.full((3, 3), 300, np.uint16)).save(tmp_path / "m16.png")
+    with pytest.raises(DatasetError, match=r"m16\.png.*8-bit palette"):
+        voc.read_mask(tmp_path / "m16.png")
+
+
 def test_save_mask_roundtrip(tmp_path: Path) -> None:
     mask = np.array([[0, 1, 20], [255, 15, 0]], np.uint8)
     path = voc.save_mask(mask, tmp_path / "m.png")
