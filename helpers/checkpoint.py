@@ -75,6 +75,9 @@ ALLOWED_GLOBALS: list[Any] = [
     # ndarray/dtype rebuild from bytes + shape + dtype code; `scalar` from dtype + bytes.
     np.ndarray,
     np.dtype,
+    # BUILD sets a dtype's state on its concrete class: numeric ones only (no object dtype,
+    # whose arrays could carry arbitrary objects)
+    *sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdFD"}, key=lambda t: t.__name__),
     (_multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
     (_multiarray.scalar, "numpy._core.multiarray.scalar"),
     # the same two under NumPy 1.x's module name (checkpoints saved before NumPy 2)
@@ -103,7 +106,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = _unpickler_reason(str(err))
         raise UnsafeCheckpointError(
             f"{path}: REFUSED to load - it references Python objects outside the allowlist of "
             f"weights and OpenMMLab metadata ({reason}). Unpickling it could run arbitrary "
@@ -115,6 +118,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
             f"{path}: not a readable PyTorch checkpoint ({err}). Is the file complete? "
             "Download or train it again."
         ) from err
+
+
+def _unpickler_reason(message: str) -> str:
+    """The informative part of torch's weights_only error (it opens with generic advice)."""
+    _, found, detail = message.partition("WeightsUnpickler error:")
+    detail = detail.split("Check the documentation")[0] if found else message
+    return " ".join(detail.split()) or "unpickling error"
 
 
 def _load_from_local_safe(filename: str, map_location: Any = None) -> dict:

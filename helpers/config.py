@@ -150,7 +150,7 @@ RECIPES: dict[str, Recipe] = {
     # Minutes on two CPU cores, from scratch; must reach val mIoU >= 50 on the demo data.
     "smoke": Recipe(
         crop=(96, 96), train_scale=(192, 96), test_scale=(192, 96), photometric=False,
-        pad=False, batch=8, lr=0.05, max_iters=300, val_interval=50, log_interval=10,
+        pad=False, batch=8, lr=0.05, max_iters=200, val_interval=50, log_interval=10,
         ckpt_interval=50, poly_end=None, train_workers=0, val_workers=0,
         load_from=None, keep_pretrained_backbone=False, slim_channels=16,
         ratio_range=(0.75, 1.5),
@@ -424,10 +424,9 @@ def _resolve_load_from(cfg: Config, explicit: bool) -> None:
             "fetch_pretrained() for the Cityscapes one) or pass load_from=None to start "
             "from scratch."
         )
-    msg = (f"No pretrained checkpoint at {load_from}: training starts FROM SCRATCH. "
-           "On a machine with internet run helpers.config.fetch_pretrained() first.")
-    print(msg)
-    warnings.warn(msg, stacklevel=3)
+    warnings.warn(f"No pretrained checkpoint at {load_from}: training starts FROM SCRATCH. "
+                  "On a machine with internet run helpers.config.fetch_pretrained() first.",
+                  stacklevel=3)
     cfg.load_from = None
 
 
@@ -443,12 +442,12 @@ def save_config(cfg: Config, path: str | Path) -> Path:
 # Reading configs side by side
 
 
-def config_diff(base: Config, new: Config, context: int = 1) -> str:
+def config_diff(base: Config, new: Config, context: int = 1,
+                labels: tuple[str, str] = ("base", "new")) -> str:
     """A unified diff of two configs' ``pretty_text`` (what changed, in config syntax)."""
     lines = difflib.unified_diff(
         base.pretty_text.splitlines(), new.pretty_text.splitlines(),
-        fromfile=Path(base.filename or "base").name, tofile=Path(new.filename or "new").name,
-        n=context, lineterm="",
+        fromfile=labels[0], tofile=labels[1], n=context, lineterm="",
     )
     return "\n".join(lines)
 

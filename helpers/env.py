@@ -48,7 +48,7 @@ class Setup:
     seed: int
 
     def save(self, fig, filename: str) -> Path:
-        """Save `fig` as ``images/<filename>`` (README figures live there) and return the path."""
+        """Save `fig` into `fig_dir` (``images/``; ``build/images/`` when SMOKE=1); return the path."""
         path = self.fig_dir / filename
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -68,6 +68,9 @@ def seed_everything(seed: int = 0) -> None:
 
 def setup_notebook(name: str, seed: int = 0) -> Setup:
     """Prepare a notebook: repo root as working folder, seeds, plotting defaults, figure folder.
+
+    Figures saved with `Setup.save` go to ``images/`` (what the README shows), or to
+    ``build/images/`` under SMOKE=1 so that test runs never rewrite the committed figures.
 
     Call it once in the first code cell after the Colab install cell. Calling it again (the
     notebook run twice in one kernel) gives the same state.
@@ -89,8 +92,11 @@ def setup_notebook(name: str, seed: int = 0) -> Setup:
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 120, "axes.titlesize": "medium",
                          "image.interpolation": "nearest"})
 
-    fig_dir = root / "images"
-    fig_dir.mkdir(exist_ok=True)
+    # Smoke runs (CI, `make test`) draw small versions of the README figures: keep them out of
+    # the committed images/ folder.
+    smoke = os.environ.get("SMOKE", "0") == "1"
+    fig_dir = root / "build" / "images" if smoke else root / "images"
+    fig_dir.mkdir(parents=True, exist_ok=True)
     device = "cpu"
     try:
         import torch

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +110,19 @@ def _class_table(intersect, union, pred_area, label_area, classes) -> pd.DataFra
     return table.sort_values(["IoU", "GT pixels"], ascending=False, na_position="last")
 
 
+@contextmanager
+def _quiet_logger(level: int = logging.ERROR) -> Iterator[None]:
+    """Silence mmengine's logger for a moment (IoUMetric logs a PrettyTable and a prefix notice;
+    the notebook shows the pandas table instead)."""
+    logger = MMLogger.get_current_instance()
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, num_workers: int = 0, progress: bool = True) -> Evaluation:
     """Run `model` once over its config's validation split and measure it with mmseg's IoUMetric.
@@ -121,7 +136,8 @@ def evaluate(model: torch.nn.Module, num_workers: int = 0, progress: bool = True
     loader_cfg = copy.deepcopy(cfg.val_dataloader)
     loader_cfg.update(num_workers=num_workers, persistent_workers=num_workers > 0)
     loader = Runner.build_dataloader(loader_cfg)
-    evaluator = Evaluator(copy.deepcopy(cfg.get("val_evaluator", dict(type="IoUMetric"))))
+    with _quiet_logger():
+        evaluator = Evaluator(copy.deepcopy(cfg.get("val_evaluator", dict(type="IoUMetric"))))
     metric = evaluator.metrics[0]
     if not isinstance(metric, IoUMetric):
         raise TypeError(f"val_evaluator must be an IoUMetric, got {type(metric).__name__}")
@@ -149,13 +165,8 @@ def evaluate(model: torch.nn.Module, num_workers: int = 0, progress: bool = True
     model.train(was_training)
 
     per_image = list(metric.results)  # (intersect, union, pred, label) per image, in order
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # IoUMetric also logs a PrettyTable; we show pandas instead
-    try:
+    with _quiet_logger():
         metrics = {k: float(v) for k, v in evaluator.evaluate(len(loader.dataset)).items()}
-    finally:
-        logger.setLevel(level)
 
     totals = [sum(r[i] for r in per_image) for i in range(4)]
     image_miou = np.array([
@@ -196,7 +207,6 @@ def worst_gallery(ev: Evaluation, k: int = 5, opacity: float = 0.5) -> Figure:
     """image | ground truth | prediction for the `k` validation images with the lowest mIoU."""
     ids = ev.worst(k)
     score = dict(zip(ev.image_ids, ev.image_miou, strict=True))
-    fig = prediction_grid([ev.sample(i) for i in ids], opacity=opacity,
-                          titles=[f"{i}\nmIoU {score[i]:.1f}" for i in ids])
-    fig.suptitle(f"The {len(ids)} worst validation images by per-image mIoU", y=1.01)
-    return fig
+    return prediction_grid([ev.sample(i) for i in ids], opacity=opacity,
+                           titles=[f"{i}\nmIoU {score[i]:.1f}" for i in ids],
+                           suptitle=f"The {len(ids)} worst validation images by per-image mIoU")

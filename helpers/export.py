@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +205,33 @@ def min_input_side(segmentor: nn.Module) -> int:
     """
     scales = getattr(segmentor.decode_head, "pool_scales", (1,))
     return max(ABSOLUTE_MIN_SIDE, output_stride(segmentor) * (max(scales) - 1) + 1)
+
+
+def homework_export_error(segmentor: nn.Module, size: tuple[int, int] = (256, 256)) -> str:
+    """Export as the homework did (TorchScript exporter, ``dynamo=False``); return its error.
+
+    Returns ``""`` when that export works (sizes whose feature map divides by every PPM bin
+    count). On failure the exporter also dumps the whole TorchScript graph (tens of kB) onto the
+    process's stdout from C++; it goes to a temporary file here, which also keeps a Jupyter
+    kernel from blocking on that output.
+    """
+    graph = SegmentorGraph(segmentor).eval()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            torch.onnx.export(graph, torch.zeros(1, 3, *size), io.BytesIO(), dynamo=False)
+        except Exception as err:  # the homework's failure, returned as text
+            return f"{type(err).__name__}: {str(err).splitlines()[0].split(' Please')[0]}"
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+    return ""
 
 
 # --------------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def draw_overlay(image: np.ndarray, mask: np.ndarray, opacity: float = 0.5,
 
 def prediction_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
                     titles: Sequence[str] | None = None, opacity: float = 0.5,
-                    cell_size: float = 3.0) -> Figure:
+                    suptitle: str | None = None, cell_size: float = 3.0) -> Figure:
     """One row per image: image | ground truth | prediction, and one legend for the whole grid.
 
     `rows` holds (image RGB, ground-truth ids, predicted ids). The ground truth is drawn with
@@ -132,6 +132,8 @@ def prediction_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
             axes[i, 0].set_ylabel(titles[i], fontsize="small")
         present |= {int(c) for c in np.unique(gt) if c != IGNORE_INDEX}
         present |= {int(c) for c in np.unique(pred)}
+    if suptitle:
+        fig.suptitle(suptitle)
     fig.legend(handles=legend_handles(sorted(present)), loc="lower center",
                ncol=min(len(present), 6), frameon=False, bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.04 + 0.02 * (len(present) // 6), 1, 1))

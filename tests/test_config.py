@@ -91,10 +91,14 @@ def test_seed_preset_is_the_homework_recipe(demo_root, tmp_path, monkeypatch):
 def test_seed_preset_offline_says_so_and_starts_from_scratch(demo_root, tmp_path, monkeypatch,
                                                              capsys):
     monkeypatch.setattr(hc, "pretrained_path", lambda dest=None: tmp_path / "absent.pth")
-    with pytest.warns(UserWarning, match="FROM SCRATCH"):
+    with pytest.warns(UserWarning, match="absent.pth: training starts FROM SCRATCH"):
         cfg = build_config("seed", demo_root, tmp_path)
     assert cfg.load_from is None and cfg.model.pretrained is None
-    assert "absent.pth" in capsys.readouterr().out
+    # fetching offline says so (an unroutable address answers at once) and returns None
+    monkeypatch.setattr(hc, "PRETRAINED_URL", "http://127.0.0.1:9/x-2376f12b.pth")
+    assert hc.fetch_pretrained(tmp_path / "checkpoints", timeout=2) is None
+    assert "OFFLINE" in capsys.readouterr().out
+    assert not (tmp_path / "checkpoints").exists()
     with pytest.raises(FileNotFoundError, match="nope.pth.*load_from=None"):
         build_config("smoke", demo_root, tmp_path, load_from=str(tmp_path / "nope.pth"))
 
@@ -134,7 +138,8 @@ def test_builder_works_for_other_encoder_decoder_configs(base, preset, demo_root
     assert logits.shape[:2] == (1, 21)
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
     if preset == "smoke":
-        assert cfg.model.backbone.depth == 18 and cfg.model.backbone.base_channels == 32
+        assert cfg.model.backbone.depth == 18
+        assert cfg.model.backbone.base_channels == hc.RECIPES["smoke"].slim_channels
 
 
 def test_overrides_and_schedule_follow(demo_root, tmp_path):

@@ -54,7 +54,11 @@ def test_setup_notebook_moves_to_root_and_seeds(tmp_path, monkeypatch):
     import torch
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMOKE", "0")
     s = env.setup_notebook("test", seed=3)
+    assert s.fig_dir == env.repo_root() / "images"
+    monkeypatch.setenv("SMOKE", "1")
+    assert env.setup_notebook("test", seed=3).fig_dir == env.repo_root() / "build" / "images"
     assert Path.cwd() == env.repo_root() == s.root
     assert (s.root / "helpers" / "env.py").is_file() and s.fig_dir.is_dir()
     first = (np.random.rand(), torch.rand(1).item())

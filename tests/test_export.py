@@ -127,6 +127,14 @@ def test_static_export_and_minimum_size(random_model: nn.Module, tmp_path: Path)
     assert dims == [1, 3, 96, 136]
 
 
+def test_homework_error_reproduced(random_model: nn.Module) -> None:
+    """The TorchScript exporter fails at 256 (32-px feature map, bins 3 and 6) as in the
+    homework, and works at 288 (36 = 6 x 6)."""
+    error = export.homework_export_error(random_model, (256, 256))
+    assert "adaptive_avg_pool2d, output size that are not factor of input size" in error
+    assert export.homework_export_error(random_model, (288, 288)) == ""
+
+
 def test_mmcv_rescale_is_reproduced_by_deploy() -> None:
     import mmcv
 
