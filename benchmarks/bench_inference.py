@@ -14,27 +14,25 @@ peak of the course machine (2 cores, AVX-512, 2 FMA units, 2.6 GHz) is ~333 GFLO
 
     .venv/bin/python benchmarks/bench_inference.py [--quick] [--sizes 256 512] [--runs 5]
 
-Ends with one line ``RESULT {...}``.
+Ends with one line ``RESULT {"figures": ...}`` (see benchmarks/common.py); ``run_all.py`` draws
+the ``latency SIZE ENGINE`` figures into images/bench_latency.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+import onnxruntime as ort
 import torch
+from common import FP32_PEAK_GFLOPS, emit, summarize, time_runs
 from torch import nn
 
 from helpers import deploy, export
 
 CONFIG = "pspnet_r50-d8_4xb4-20k_voc12aug-512x512.py"
-PEAK_GFLOPS = 333.0  # 2 cores x 2 FMA units x 16 fp32 lanes x 2 flops x 2.6 GHz
 
 
 def build_model() -> nn.Module:
@@ -60,18 +58,6 @@ def count_flops(graph: nn.Module, size: int) -> float:
     return 2.0 * info["flops"]
 
 
-def median_seconds(fn: Callable[[], object], runs: int, warmup: int) -> float:
-    """Median wall time of ``fn`` over ``runs`` calls after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def calibration_folder(tmp: Path, count: int) -> list[Path]:
     """A few synthetic VOC-like images (helpers.demo_data) to calibrate INT8 with."""
     from helpers.demo_data import make_demo_dataset
@@ -81,8 +67,8 @@ def calibration_folder(tmp: Path, count: int) -> list[Path]:
 
 
 def bench_size(model: nn.Module, size: int, tmp: Path, images: list[Path], runs: int,
-               warmup: int) -> dict[str, float]:
-    """Time eager, ORT fp32 and ORT INT8 at size x size; return the figures of this size."""
+               warmup: int) -> dict[str, dict]:
+    """Time eager, ORT fp32 and ORT INT8 at size x size; return this size's figures."""
     graph = export.SegmentorGraph(model).eval()
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(size))
     fp32_path = tmp / f"pspnet_r50_{size}.onnx"
@@ -93,55 +79,58 @@ def bench_size(model: nn.Module, size: int, tmp: Path, images: list[Path], runs:
     feed = {fp32.get_inputs()[0].name: x.numpy()}
 
     with torch.inference_mode():
-        eager_s = median_seconds(lambda: graph(x), runs, warmup)
+        samples = {"eager": time_runs(lambda: graph(x), runs, warmup)}
         reference = graph(x).argmax(1).numpy()
-    fp32_s = median_seconds(lambda: fp32.run(None, feed), runs, warmup)
-    int8_s = median_seconds(lambda: int8.run(None, feed), runs, warmup)
-    int8_agreement = float((int8.run(None, feed)[0].argmax(1) == reference).mean())
-    flops = count_flops(graph, size)
-    figures = {
-        "gflops": flops / 1e9,
-        "eager_s": eager_s,
-        "ort_fp32_s": fp32_s,
-        "ort_int8_s": int8_s,
-        "fp32_speedup": eager_s / fp32_s,
-        "int8_speedup": eager_s / int8_s,
-        "eager_gflops_per_s": flops / eager_s / 1e9,
-        "ort_fp32_gflops_per_s": flops / fp32_s / 1e9,
-        "ort_fp32_peak_fraction": flops / fp32_s / 1e9 / PEAK_GFLOPS,
-        "int8_vs_fp32_argmax_agreement": int8_agreement,
-        "fp32_max_abs_logit_diff": report.checks[0].max_abs_diff,
-        "onnx_fp32_mb": fp32_path.stat().st_size / 2**20,
-        "onnx_int8_mb": int8_path.stat().st_size / 2**20,
-    }
-    print(f"{size}x{size}: " + ", ".join(f"{k} {v:.3g}" for k, v in figures.items()),
+    samples["ort_fp32"] = time_runs(lambda: fp32.run(None, feed), runs, warmup)
+    samples["ort_int8"] = time_runs(lambda: int8.run(None, feed), runs, warmup)
+    agreement = float((int8.run(None, feed)[0].argmax(1) == reference).mean())
+    gflop = count_flops(graph, size) / 1e9
+    eager = statistics.median(samples["eager"])
+    tag = f"{size}x{size}"
+    figures = {f"latency {tag} {engine}": summarize(ts, "s") for engine, ts in samples.items()}
+    for engine in ("ort_fp32", "ort_int8"):
+        figures[f"speedup {tag} {engine}"] = summarize([eager / t for t in samples[engine]], "x")
+    for engine, ts in samples.items():
+        figures[f"throughput {tag} {engine}"] = summarize([gflop / t for t in ts], "GFLOP/s")
+    figures[f"fp32 peak fraction {tag} ort_fp32"] = summarize(
+        [gflop / t / FP32_PEAK_GFLOPS for t in samples["ort_fp32"]], "of peak")
+    figures[f"forward pass {tag}"] = summarize([gflop], "GFLOP")
+    figures[f"max |logit diff| {tag} ort_fp32"] = summarize([report.checks[0].max_abs_diff],
+                                                            "abs")
+    figures[f"argmax agreement {tag} ort_int8 vs eager"] = summarize([100 * agreement], "%")
+    for engine, path in (("ort_fp32", fp32_path), ("ort_int8", int8_path)):
+        figures[f"model file {tag} {engine}"] = summarize([path.stat().st_size / 2**20], "MB")
+    print("\n".join(f"{name}: {f['median']:.4g} {f['unit']}" for name, f in figures.items()),
           flush=True)
-    return {f"{k}_{size}": v for k, v in figures.items()}
+    return figures
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256x256 only, fewer runs")
+    parser.add_argument("--quick", action="store_true", help="256x256 only, 4 calibration images")
     parser.add_argument("--sizes", nargs="+", type=int, default=None)
-    parser.add_argument("--runs", type=int, default=None, help="timed runs per engine (>= 5)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per engine (>= 5)")
     parser.add_argument("--calib", type=int, default=8, help="calibration images for INT8")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([256] if args.quick else [256, 512])
-    runs = max(5, args.runs or 5)
+    runs = max(5, args.runs)
     warmup = 1 if args.quick else 2
 
     model = build_model()
-    result: dict[str, float] = {"torch_threads": torch.get_num_threads(),
-                                "ort_threads": deploy.physical_cores(),
-                                "cpu_count": os.cpu_count() or 0, "runs": runs}
+    figures: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         images = calibration_folder(tmp, 4 if args.quick else args.calib)
         for size in sizes:
-            result.update(bench_size(model, size, tmp, images, runs, warmup))
-    print("RESULT " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                  for k, v in result.items()}))
-    return result
+            figures.update(bench_size(model, size, tmp, images, runs, warmup))
+    emit(figures, notes=(
+        f"PSPNet R50-D8 (mmseg's {CONFIG}, BN, random weights), one image per call, median of "
+        f"{runs} runs after {warmup} warm-up. PyTorch eager at its defaults "
+        f"({torch.get_num_threads()} threads); ONNX Runtime {ort.__version__} with "
+        "helpers.deploy.session_options (ORT_ENABLE_ALL, one intra-op thread per physical core, "
+        "sequential, spinning); INT8 = helpers.export.quantize_int8 (static QDQ, per-channel "
+        "s8 weights, u8 activations, MinMax calibration on synthetic images). FLOPs = 2 x "
+        "mmengine's multiply-add count."))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,10 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     registered method names; the functions it returns are never called while unpickling
     (torch's unpickler calls only allowlisted callables).
     """
-    if obj is HistoryBuffer and isinstance(name, str) and name in HistoryBuffer._statistics_methods:
+    # the four built in (HistoryBuffer fills _statistics_methods only when first instantiated)
+    # and any registered with HistoryBuffer.register_statistics
+    allowed = {"min", "max", "current", "mean", *HistoryBuffer._statistics_methods}
+    if obj is HistoryBuffer and isinstance(name, str) and name in allowed:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
         f"refused getattr({obj!r}, {name!r}): a checkpoint may only fetch HistoryBuffer's "

@@ -58,6 +58,7 @@ __all__ = [
     "pretrained_path",
     "preset_table",
     "save_config",
+    "unexplained_official_differences",
 ]
 
 PRESETS = ("seed", "official", "smoke")
@@ -341,7 +342,7 @@ def build_config(
 
     Args:
         preset: one of ``PRESETS``.
-        voc_root: the ``VOCdevkit/VOC2012`` folder (needs ``ImageSets/Segmentation/{train,val}.txt``).
+        voc_root: the ``VOCdevkit/VOC2012`` folder, with ``ImageSets/Segmentation/{train,val}.txt``.
         work_dir: where the Runner writes checkpoints and logs.
         base: a config shipped with mmseg (file name) or a path; any ``EncoderDecoder`` config.
         **overrides: ``--cfg-options``-style changes applied last, e.g.
@@ -532,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--preset", required=True, help=f"one of {', '.join(PRESETS)}")
     parser.add_argument("--voc-root", required=True, help="the VOCdevkit/VOC2012 folder")
-    parser.add_argument("--out", required=True, help=f"config file to write, e.g. .../{CONFIG_NAME}")
+    parser.add_argument("--out", required=True, help=f"file to write, e.g. .../{CONFIG_NAME}")
     parser.add_argument("--work-dir", help="work dir (default: the folder of --out)")
     parser.add_argument("--base", default=BASE_CONFIG, help="base config shipped with mmseg")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},

@@ -232,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = args.image.stem
     cv2.imwrite(str(args.out / f"{stem}_mask.png"), mask)
     cv2.imwrite(str(args.out / f"{stem}_overlay.png"), drawn[..., ::-1])
-    heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "mmseg", "mmcv", "mmengine"})
+    loaded = {name.split(".")[0] for name, module in sys.modules.items() if module is not None}
+    heavy = sorted(loaded & {"torch", "mmseg", "mmcv", "mmengine"})
     print(f"{stem}: mask {mask.shape[0]}x{mask.shape[1]}, classes {np.unique(mask).tolist()} "
           f"-> {args.out}\nloaded: onnxruntime {ort.__version__}, numpy {np.__version__}, "
           f"opencv {cv2.__version__}; torch/OpenMMLab: {', '.join(heavy) or 'none'}")

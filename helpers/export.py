@@ -288,10 +288,12 @@ class SizeCheck:
     width: int
     max_abs_diff: float
     agreement: float
+    error: str = ""  #: ONNX Runtime's error when the graph could not even run at this size
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= MAX_LOGIT_DIFF and self.agreement >= MIN_AGREEMENT
+        return (not self.error and self.max_abs_diff <= MAX_LOGIT_DIFF
+                and self.agreement >= MIN_AGREEMENT)
 
 
 @dataclass
@@ -314,7 +316,8 @@ class ExportReport:
     def rows(self) -> list[dict[str, Any]]:
         """One dict per verified size (handy for ``pandas.DataFrame``)."""
         return [dict(size=f"{c.height}x{c.width}", max_abs_logit_diff=c.max_abs_diff,
-                     argmax_agreement=c.agreement, passed=c.passed) for c in self.checks]
+                     argmax_agreement=c.agreement, passed=c.passed, error=c.error)
+                for c in self.checks]
 
     def __str__(self) -> str:
         kind = "dynamic batch/H/W" if self.dynamic else "static"
@@ -324,6 +327,7 @@ class ExportReport:
         lines = [f"  {c.height:>4}x{c.width:<4} max|logit diff| {c.max_abs_diff:.2e} "
                  f"(<= {MAX_LOGIT_DIFF:g})  argmax agreement {100 * c.agreement:.4f} % "
                  f"(>= {100 * MIN_AGREEMENT:g} %)  {'ok' if c.passed else 'FAIL'}"
+                 if not c.error else f"  {c.height:>4}x{c.width:<4} FAIL: {c.error}"
                  for c in self.checks]
         tail = [f"  error: {self.error}"] if self.error else []
         return "\n".join([head, *lines, *tail])
@@ -382,7 +386,12 @@ def verify_onnx(segmentor: nn.Module, onnx_path: str | Path, sizes: Sequence[tup
         inputs = _example_inputs(reference, batch, height, width, seed=k)
         with torch.no_grad():
             expected = reference(*inputs)
-        got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+        try:
+            got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+        except Exception as err:  # a wrong graph may not even run; that is a failed check
+            message = str(err).split("Status Message:")[-1].strip().splitlines()[0]
+            checks.append(SizeCheck(height, width, float("inf"), 0.0, error=message))
+            continue
         ref_logits = expected[1] if postprocess else expected
         ort_logits = got[1] if postprocess else got[0]
         ref_mask = ref_logits.argmax(1).numpy()

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from helpers.checkpoint import init_model
 from helpers.plotting import legend_handles, overlay
-from helpers.voc import CLASSES, IGNORE_INDEX, PALETTE, save_mask
+from helpers.voc import CLASSES, PALETTE, save_mask
 from helpers.voc import read_image as _read_rgb
 
 __all__ = [
@@ -113,7 +113,8 @@ def prediction_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
 
     `rows` holds (image RGB, ground-truth ids, predicted ids). The ground truth is drawn with
     `helpers.plotting.overlay` (void pixels 255 shown as such), the prediction with
-    `draw_overlay` (mmseg's visualizer); the legend lists the classes present in any panel.
+    `draw_overlay` (mmseg's visualizer); the legend lists the classes present in any panel
+    (and void when the ground truth has some).
     """
     if not rows:
         raise ValueError("prediction_grid needs at least one (image, gt, pred) row")
@@ -130,13 +131,13 @@ def prediction_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
                 ax.set_title(("image", "ground truth", "prediction")[j])
         if titles is not None:
             axes[i, 0].set_ylabel(titles[i], fontsize="small")
-        present |= {int(c) for c in np.unique(gt) if c != IGNORE_INDEX}
-        present |= {int(c) for c in np.unique(pred)}
+        present |= {int(c) for c in np.unique(gt)} | {int(c) for c in np.unique(pred)}
     if suptitle:
         fig.suptitle(suptitle)
     fig.legend(handles=legend_handles(sorted(present)), loc="lower center",
                ncol=min(len(present), 6), frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.tight_layout(rect=(0, 0.04 + 0.02 * (len(present) // 6), 1, 1))
+    legend_inches = 0.15 + 0.3 * -(-len(present) // 6)  # 0.3 in per legend row
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -231,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        if not 0 < args.opacity <= 1:
+            raise ValueError(f"--opacity must be in (0, 1], got {args.opacity}")
         images = find_images(args.input)
         _check_out_dir(Path(args.out), Path(args.input))
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

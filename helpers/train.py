@@ -44,7 +44,9 @@ def build_runner(cfg: Config, resume: bool = False, amp: bool | None = None) -> 
     import helpers.checkpoint  # noqa: F401  (registers the safe checkpoint loader)
     from helpers.voc import split_ids
 
-    cfg = copy.deepcopy(cfg)
+    # A copy without a file name: the Runner then records the config it ran as
+    # <work_dir>/<timestamp>.py, next to that run's log folder, and leaves the source file alone.
+    cfg = Config(copy.deepcopy(cfg.to_dict()))
     for loader in ("train_dataloader", "val_dataloader"):
         dataset = cfg.get(loader, {}).get("dataset", {})
         if dataset.get("type") == "PascalVOCDataset":  # clear error instead of an assert

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import http.server
 import pickle
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -73,6 +75,17 @@ def test_own_runner_checkpoint_loads_where_plain_weights_only_fails(trained_smok
         {k: v for k, v in ckpt["state_dict"].items()},
     )
     assert model.dataset_meta["classes"][0] == "background"
+
+
+def test_runner_checkpoint_loads_in_a_fresh_process(trained_smoke):
+    """Nothing of mmengine's logging has run there yet (HistoryBuffer state is lazy)."""
+    code = ("import sys; from helpers.checkpoint import load_checkpoint; "
+            "print(load_checkpoint(sys.argv[1])['meta']['iter'])")
+    proc = subprocess.run([sys.executable, "-c", code, str(trained_smoke.last_checkpoint)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = load_checkpoint(trained_smoke.last_checkpoint)["meta"]["iter"]
+    assert int(proc.stdout.split()[-1]) == expected
 
 
 def test_released_style_checkpoint_loads(smoke_cfg, tmp_path):

@@ -16,7 +16,6 @@ from mmseg.registry import MODELS
 from helpers import config as hc
 from helpers.config import (
     OFFICIAL_CONFIG,
-    PRESETS,
     build_config,
     config_diff,
     config_differences,

@@ -211,17 +211,19 @@ def test_int8_close_to_fp32(deploy_onnx: Path, trained_smoke, tmp_path: Path) ->
 # bad input
 # --------------------------------------------------------------------------------------------
 def test_config_checkpoint_mismatch_is_refused(trained_smoke, tmp_path: Path) -> None:
+    from mmengine.config import Config
     from mmengine.runner import save_checkpoint
     from mmseg.apis import init_model
 
-    from helpers.config import build_config, save_config
-
-    cfg = build_config("smoke", trained_smoke.voc_root, tmp_path / "w",
-                       **{"model.decode_head.num_classes": 20})
-    cfg20 = save_config(cfg, tmp_path / "twenty.py")
+    cfg = Config.fromfile(str(trained_smoke.config_path))  # the homework's 20-vs-21 mistake
+    cfg.merge_from_dict({"model.decode_head.num_classes": 20,
+                         "model.auxiliary_head.num_classes": 20})
+    cfg20 = tmp_path / "twenty.py"
+    cfg.dump(str(cfg20))
     bad = tmp_path / "twenty_classes.pth"
-    save_checkpoint({"state_dict": init_model(str(cfg20), None).state_dict(), "meta": {}}, bad)
-    with pytest.raises(ExportError, match=r"twenty_classes\.pth does not match.*"
+    model20 = init_model(str(cfg20), None, device="cpu")
+    save_checkpoint({"state_dict": model20.state_dict(), "meta": {}}, str(bad))
+    with pytest.raises(ExportError, match=r"(?s)twenty_classes\.pth does not match.*"
                                           r"conv_seg\.weight: config \(21,"):
         export.load_segmentor(trained_smoke.config_path, bad)
     code = export.main(["--config", str(trained_smoke.config_path), "--checkpoint", str(bad),

@@ -16,6 +16,7 @@ from PIL import Image
 
 from helpers.checkpoint import CheckpointError, init_model
 from helpers.config import build_config
+from helpers.plotting import legend_handles
 from helpers.predict import (
     EXIT_SKIPPED,
     draw_overlay,
@@ -111,8 +112,9 @@ def test_prediction_grid_has_one_row_per_image(trained_smoke, demo_root):
     fig = prediction_grid(rows, titles=["a", "b"])
     assert len(fig.axes) == 6
     labels = {t.get_text() for t in fig.legends[0].get_texts()}
-    present = {int(c) for _, gt, _ in rows for c in np.unique(gt) if c != 255}
-    assert len(labels) == len(present | {0})
+    shown = {int(c) for _, gt, _ in rows for c in np.unique(gt)} | {0}
+    assert 255 in shown and "void (255)" in labels
+    assert labels == {t.get_label() for t in legend_handles(shown)}
 
 
 def test_cli_writes_palette_masks_and_overlays(trained_smoke, val_images, tmp_path):
