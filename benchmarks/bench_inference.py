@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{runs} runs after {warmup} warm-up. PyTorch eager at its defaults "
         f"({torch.get_num_threads()} threads); ONNX Runtime {ort.__version__} with "
         "helpers.deploy.session_options (ORT_ENABLE_ALL, one intra-op thread per physical core, "
-        "sequential, spinning); INT8 = helpers.export.quantize_int8 (static QDQ, per-channel "
+        "sequential, no spinning); INT8 = helpers.export.quantize_int8 (static QDQ, per-channel "
         "s8 weights, u8 activations, MinMax calibration on synthetic images). FLOPs = 2 x "
         "mmengine's multiply-add count."))
 

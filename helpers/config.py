@@ -234,6 +234,8 @@ def fetch_pretrained(dest: str | Path | None = None, timeout: float = 5.0) -> Pa
     try:  # a short probe, so that an offline machine answers in seconds, not minutes
         urllib.request.urlopen(urllib.request.Request(PRETRAINED_URL, method="HEAD"),
                                timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass  # the server answered (e.g. no HEAD allowed): we are online
     except (urllib.error.URLError, OSError) as err:
         print(f"OFFLINE: cannot reach {PRETRAINED_URL.split('/')[2]} ({err}).\n"
               "Training will start from scratch (random weights): expect a much lower mIoU.\n"
@@ -401,10 +403,7 @@ def build_config(
     cfg.custom_imports = dict(imports=["helpers.checkpoint"], allow_failed_imports=False)
 
     cfg.merge_from_dict(overrides)
-    if r.poly_end is not None:
-        _set_poly_end(cfg, r.poly_end)
-    else:
-        _set_poly_end(cfg, cfg.train_cfg.max_iters)
+    _set_poly_end(cfg, r.poly_end or cfg.train_cfg.max_iters)
     _resolve_load_from(cfg, explicit="load_from" in overrides)
     return cfg
 

@@ -48,7 +48,7 @@ class Setup:
     seed: int
 
     def save(self, fig, filename: str) -> Path:
-        """Save `fig` into `fig_dir` (``images/``; ``build/images/`` when SMOKE=1); return the path."""
+        """Save `fig` into `fig_dir` (images/, or build/images/ when SMOKE=1); return its path."""
         path = self.fig_dir / filename
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")

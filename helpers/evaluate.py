@@ -155,7 +155,8 @@ class _Scorer:
         if not per_image:
             raise ValueError("nothing to evaluate: the split is empty")
         with _quiet_logger():
-            metrics = {k: float(v) for k, v in self.metric.compute_metrics(per_image).items()}
+            computed = self.metric.compute_metrics(per_image)  # np.float32, rounded to 0.01
+        metrics = {k: round(float(v), 2) for k, v in computed.items()}
         self.metric.results.clear()
         totals = [sum(r[i] for r in per_image) for i in range(4)]
         image_miou = np.array([100 * np.nanmean(

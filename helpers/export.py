@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 from onnxruntime.quantization import CalibrationDataReader
 from torch import nn
@@ -414,8 +415,6 @@ def export_onnx(segmentor: nn.Module, out: str | Path, size: tuple[int, int] | N
     carrying the report (``err.report``). ``exact_pooling=False`` exports the model's own
     ``nn.AdaptiveAvgPool2d`` as torch does (to see the failure it causes).
     """
-    import onnx
-
     out = Path(out)
     segmentor = segmentor.eval().cpu()
     min_side = min_input_side(segmentor)
@@ -513,7 +512,7 @@ class ImageCalibrationReader(CalibrationDataReader):
 
 def quantize_int8(fp32_path: str | Path, out: str | Path, images: Sequence[str | Path],
                   method: str = "MinMax", per_channel: bool = True,
-                  op_types: Sequence[str] = ("Conv",)) -> Path:
+                  op_types: Sequence[str] = ("Conv",), quant_format: str = "QDQ") -> Path:
     """Static INT8 (QDQ) quantization of a verified fp32 graph, calibrated on ``images``.
 
     Follows onnxruntime's recipe: ``quant_pre_process`` (shape inference + ORT graph
@@ -529,25 +528,28 @@ def quantize_int8(fp32_path: str | Path, out: str | Path, images: Sequence[str |
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = Path(out)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepped = Path(tmp) / "prepped.onnx"
-        quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=False)
-        reader = ImageCalibrationReader(fp32_path, images)
-        partial = out.with_name(out.name + ".partial")
-        quantize_static(str(prepped), str(partial), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, reduce_range=False,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=list(op_types),
-                        calibrate_method=getattr(CalibrationMethod, method),
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-    import onnx
-
-    model = onnx.load(str(partial))
-    src = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False)
-           .metadata_props}
-    onnx.helper.set_model_props(model, {**src, "quantization": f"int8 QDQ {method}"})
-    onnx.save(model, str(partial))
-    onnx.checker.check_model(str(partial))
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepped = Path(tmp) / "prepped.onnx"
+            quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=False)
+            quantize_static(str(prepped), str(partial), ImageCalibrationReader(fp32_path, images),
+                            quant_format=getattr(QuantFormat, quant_format),
+                            per_channel=per_channel, reduce_range=False,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=list(op_types),
+                            calibrate_method=getattr(CalibrationMethod, method),
+                            extra_options={"ActivationSymmetric": False,
+                                           "WeightSymmetric": True})
+        model = onnx.load(str(partial))
+        src = onnx.load(str(fp32_path), load_external_data=False).metadata_props
+        props = {p.key: p.value for p in src} | {"quantization": f"int8 {quant_format} {method}"}
+        onnx.helper.set_model_props(model, props)
+        onnx.save(model, str(partial))
+        onnx.checker.check_model(str(partial))
+    except BaseException:
+        partial.unlink(missing_ok=True)  # never leave a half-written model behind
+        raise
     os.replace(partial, out)
     return out
 

@@ -42,15 +42,16 @@ def build_runner(cfg: Config, resume: bool = False, amp: bool | None = None) -> 
     import torch
 
     import helpers.checkpoint  # noqa: F401  (registers the safe checkpoint loader)
-    from helpers.voc import split_ids
+    from helpers.voc import SPLIT_DIR, split_ids
 
     # A copy without a file name: the Runner then records the config it ran as
     # <work_dir>/<timestamp>.py, next to that run's log folder, and leaves the source file alone.
     cfg = Config(copy.deepcopy(cfg.to_dict()))
     for loader in ("train_dataloader", "val_dataloader"):
         dataset = cfg.get(loader, {}).get("dataset", {})
-        if dataset.get("type") == "PascalVOCDataset":  # clear error instead of an assert
-            split_ids(dataset.data_root, Path(dataset.ann_file).stem)
+        ann_file = Path(dataset.get("ann_file") or "")
+        if dataset.get("type") == "PascalVOCDataset" and ann_file.parent == Path(SPLIT_DIR):
+            split_ids(dataset.data_root, ann_file.stem)  # a clear error instead of an assert
     cfg.resume = resume
     if amp is None:
         amp = torch.cuda.is_available()

@@ -1,8 +1,8 @@
 """Session fixtures shared by every test module.
 
 - ``demo_root``: a small synthetic VOC2012 tree (``helpers.demo_data``), made once per session.
-- ``trained_smoke``: the ``smoke`` preset trained once on ``demo_root`` (about 3 minutes on two
-  CPU cores); tests that need a real trained model (prediction, evaluation, export) use it.
+- ``trained_smoke``: the ``smoke`` preset trained once on ``demo_root`` (one to two minutes on
+  two idle CPU cores); tests that need a real trained model (prediction, evaluation, export) use it.
 
 Both are read-only for the tests that use them: copy what you need to change into ``tmp_path``.
 """

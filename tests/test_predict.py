@@ -139,11 +139,15 @@ def test_unreadable_image_is_named_and_others_processed(trained_smoke, val_image
     folder = tmp_path / "mixed"
     shutil.copytree(val_images, folder)
     (folder / "broken.jpg").write_bytes(b"this is not a JPEG")
+    whole = sorted(val_images.glob("*.jpg"))[0].read_bytes()
+    (folder / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
     good = sorted(p.stem for p in val_images.glob("*.jpg"))
     model = init_model(trained_smoke.config_path, trained_smoke.checkpoint, device="cpu")
-    with pytest.warns(UserWarning, match="broken.jpg"):
+    with pytest.warns(UserWarning) as caught:
         report = predict_images(model, sorted(folder.glob("*.jpg")), tmp_path / "a")
-    assert list(report.skipped) == [folder / "broken.jpg"]
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.jpg" in messages and "truncated.jpg" in messages
+    assert set(report.skipped) == {folder / "broken.jpg", folder / "truncated.jpg"}
     assert sorted(p.stem for p in report.masks) == good
 
     out = tmp_path / "b"
