@@ -95,11 +95,15 @@ def test_session_is_tuned(graphs: dict[str, Path]) -> None:
     assert options.enable_mem_pattern
 
 
-def test_model_info_reads_metadata(graphs: dict[str, Path]) -> None:
+def test_model_info_reads_metadata(graphs: dict[str, Path], trained_smoke) -> None:
+    from mmengine.config import Config
+
     info = deploy.model_info(deploy.make_session(graphs["deploy"]))
     assert len(info.classes) == len(info.palette) == 21 and info.classes[0] == "background"
     assert info.input_format == "nhwc_bgr_uint8" and info.postprocess and info.bgr_to_rgb
-    assert info.test_resize == {"scale": [256, 128], "keep_ratio": True}
+    resize = next(t for t in Config.fromfile(str(trained_smoke.config_path)).test_pipeline
+                  if t["type"] == "Resize")
+    assert info.test_resize == {"scale": list(resize["scale"]), "keep_ratio": True}
     assert info.min_side == 41 and info.input_hw == (None, None)
 
 
