@@ -218,4 +218,23 @@ def init_model(config: Any, checkpoint: str | os.PathLike | None = None,
             f"with {expected} classes: the head would stay random. Use the config the "
             "checkpoint was trained with (the .py file in its work dir)."
         )
-    return mmseg_init_model(config, str(checkpoint), device=device)
+    model = mmseg_init_model(config, str(checkpoint), device=device)
+    _check_fits(model, state, checkpoint)
+    return model
+
+
+def _check_fits(model: torch.nn.Module, weights: dict, checkpoint: Path) -> None:
+    """Refuse a checkpoint of another architecture: mmengine only logs such mismatches and
+    leaves those layers random, which shows up much later as a model that predicts garbage."""
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in weights]
+    other = [k for k, v in ours.items()
+             if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if missing or other:
+        example = (f"{other[0]}: {tuple(weights[other[0]].shape)} in the checkpoint, "
+                   f"{tuple(ours[other[0]].shape)} in the model" if other else missing[0])
+        raise CheckpointError(
+            f"{checkpoint} does not fit the model the config builds: {len(other)} tensors have "
+            f"other shapes and {len(missing)} are missing (e.g. {example}). Use the config the "
+            "checkpoint was trained with (the .py file in its work dir)."
+        )

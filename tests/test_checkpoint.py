@@ -184,6 +184,21 @@ def test_head_with_other_class_count_is_refused(demo_root, tmp_path):
         init_model(cfg21, path)
 
 
+def test_checkpoint_of_another_architecture_is_refused(demo_root, tmp_path):
+    wide = build_config("smoke", demo_root, tmp_path, **{"model.decode_head.channels": 64})
+    path = tmp_path / "wide_head.pth"
+    torch.save({"state_dict": init_model(wide).state_dict(), "meta": {}}, path)
+    narrow = build_config("smoke", demo_root, tmp_path)
+    assert narrow.model.decode_head.channels != 64
+    with pytest.raises(CheckpointError, match=r"wide_head.pth does not fit.*decode_head"):
+        init_model(narrow, path)
+    state = init_model(narrow).state_dict()
+    del state["decode_head.conv_seg.bias"]
+    torch.save({"state_dict": state, "meta": {}}, path)
+    with pytest.raises(CheckpointError, match=r"0 tensors have other shapes and 1 are missing"):
+        init_model(narrow, path)
+
+
 def test_missing_and_broken_files_give_clear_errors(smoke_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.pth.*notebook 03"):
         load_checkpoint(tmp_path / "nothere.pth")
