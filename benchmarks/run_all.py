@@ -87,9 +87,11 @@ def plot_latency(results: dict, path: Path) -> Path | None:
         err = [[m - stats[e]["min"] for e, m in zip(engines, med, strict=True)],
                [stats[e]["max"] - m for e, m in zip(engines, med, strict=True)]]
         bars = ax.bar(engines, med, yerr=err, capsize=4, color=["#8c8c8c", "#4c72b0", "#55a868"])
-        for bar, m in zip(bars, med, strict=True):
-            ax.annotate(f"{m:.2f} s\n{med[0] / m:.1f}×", (bar.get_x() + bar.get_width() / 2, m),
-                        ha="center", va="bottom", fontsize=8)
+        for bar, m, e in zip(bars, med, engines, strict=True):
+            ax.annotate(f"{m:.2f} s\n{med[0] / m:.1f}×",
+                        (bar.get_x() + bar.get_width() / 2, stats[e]["max"]),
+                        xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=8)
         ax.set_title(f"PSPNet R50-D8, {size}")
         ax.set_ylabel("seconds per image (median)")
         ax.set_ylim(0, max(med) * 1.35)
