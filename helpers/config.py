@@ -99,6 +99,10 @@ OFFICIAL_DIFFERENCES: dict[str, str] = {
     ),
     r"randomness\..*": "seeded (seed 0) so that two runs give the same metrics",
     r"work_dir": "the run's folder",
+    r"auto_scale_lr\..*": (
+        "records that lr 0.01 was tuned for 16 images per step (4 GPUs x 4), disabled: the lr "
+        "stays 0.01 on any number of GPUs, as with the shipped config"
+    ),
     r"custom_imports\..*": "imports helpers.checkpoint: safe checkpoint loading (notebook 03)",
 }
 """Fields in which ``official`` differs from ``OFFICIAL_CONFIG``: regex -> reason.
@@ -130,6 +134,7 @@ class Recipe:
     keep_pretrained_backbone: bool  #: keep model.pretrained (ImageNet backbone weights)
     slim_channels: int | None = None  #: ResNet-18 with this base width (smoke only)
     ratio_range: tuple[float, float] = (0.5, 2.0)
+    lr_total_batch: int | None = None  #: images per step (all processes) the lr was tuned for
 
 
 RECIPES: dict[str, Recipe] = {
@@ -146,7 +151,7 @@ RECIPES: dict[str, Recipe] = {
         crop=(512, 512), train_scale=(2048, 512), test_scale=(2048, 512), photometric=True,
         pad=True, batch=4, lr=0.01, max_iters=20000, val_interval=2000, log_interval=50,
         ckpt_interval=2000, poly_end=None, train_workers=4, val_workers=4,
-        load_from=None, keep_pretrained_backbone=True,
+        load_from=None, keep_pretrained_backbone=True, lr_total_batch=16,
     ),
     # Minutes on two CPU cores, from scratch; must reach val mIoU >= 50 on the demo data.
     "smoke": Recipe(
@@ -392,6 +397,8 @@ def build_config(
     cfg.optimizer.lr = r.lr
     cfg.optim_wrapper.optimizer.lr = r.lr
     cfg.train_cfg.update(max_iters=r.max_iters, val_interval=r.val_interval)
+    if r.lr_total_batch:  # mmseg's idiom; `tools/train.py --auto-scale-lr` enables the rule
+        cfg.auto_scale_lr = dict(enable=False, base_batch_size=r.lr_total_batch)
     cfg.default_hooks.logger.interval = r.log_interval
     cfg.default_hooks.checkpoint.update(interval=r.ckpt_interval, save_best="mIoU",
                                         rule="greater", max_keep_ckpts=1)

@@ -124,6 +124,17 @@ def test_official_preset_equals_mmseg_voc_config_field_by_field(demo_root, tmp_p
     assert set(unexplained_official_differences(cfg)) == {"optim_wrapper.optimizer.lr"}
 
 
+def test_official_preset_keeps_mmseg_lr_on_several_gpus(demo_root, tmp_path):
+    from helpers.distributed import batch_plan, distribute_config
+
+    cfg = distribute_config(build_config("official", demo_root, tmp_path), 4, cuda=True)
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
+    plan = batch_plan(cfg, 4)
+    assert (plan.total_batch, plan.lr) == (16, 0.01)
+    smoke = distribute_config(build_config("smoke", demo_root, tmp_path), 2, cuda=True)
+    assert batch_plan(smoke, 2).lr == 2 * smoke.optim_wrapper.optimizer.lr  # linear rule
+
+
 @pytest.mark.parametrize("base", ["pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py",
                                   "deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py",
                                   hc.BASE_CONFIG])
