@@ -208,8 +208,8 @@ def init_model(config: Any, checkpoint: str | os.PathLike | None = None,
     if checkpoint is None:
         return mmseg_init_model(config, None, device=device)
     checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
-    state = state.get("state_dict", state)
+    raw = load_checkpoint(checkpoint)
+    state = raw.get("state_dict", raw)
     seg = state.get("decode_head.conv_seg.weight")
     expected = _num_classes(config)
     if seg is not None and expected is not None and seg.shape[0] != expected:
@@ -217,6 +217,12 @@ def init_model(config: Any, checkpoint: str | os.PathLike | None = None,
             f"{checkpoint} predicts {seg.shape[0]} classes, but the config builds a model "
             f"with {expected} classes: the head would stay random. Use the config the "
             "checkpoint was trained with (the .py file in its work dir)."
+        )
+    if "meta" not in raw:  # mmseg's init_model reads checkpoint["meta"] unconditionally
+        raise CheckpointError(
+            f"{checkpoint} has no 'meta' entry (a bare state_dict?), which mmseg's init_model "
+            "needs. Re-save it as torch.save({'state_dict': weights, 'meta': {}}, path), or "
+            "use a checkpoint written by mmengine's Runner."
         )
     model = mmseg_init_model(config, str(checkpoint), device=device)
     _check_fits(model, state, checkpoint)

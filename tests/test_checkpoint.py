@@ -193,6 +193,9 @@ def test_checkpoint_of_another_architecture_is_refused(demo_root, tmp_path):
     with pytest.raises(CheckpointError, match=r"wide_head.pth does not fit.*decode_head"):
         init_model(narrow, path)
     state = init_model(narrow).state_dict()
+    torch.save(state, path)  # a bare state_dict: mmseg's init_model would raise KeyError('meta')
+    with pytest.raises(CheckpointError, match=r"wide_head.pth has no 'meta'.*Re-save"):
+        init_model(narrow, path)
     del state["decode_head.conv_seg.bias"]
     torch.save({"state_dict": state, "meta": {}}, path)
     with pytest.raises(CheckpointError, match=r"0 tensors have other shapes and 1 are missing"):
