@@ -26,7 +26,7 @@ from helpers.config import (
 )
 from helpers.voc import DatasetError
 
-SEED_TRAIN_PIPELINE = [  # /work/shared/seed, cell "修改配置文件"
+SEED_TRAIN_PIPELINE = [  # the homework's config cell, "修改配置文件"
     dict(type="LoadImageFromFile"),
     dict(type="LoadAnnotations"),
     dict(type="RandomResize", scale=(320, 240), ratio_range=(0.5, 2.0), keep_ratio=True),
