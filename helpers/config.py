@@ -138,7 +138,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # The homework's cells (camp homework, "修改配置文件"), field by field. Its PolyLR keeps the base's
+    # The homework's config cell ("修改配置文件"), field by field. Its PolyLR keeps the base's
     # end=80000, so over 4,000 iterations the lr hardly decays (an exercise in notebook 02).
     "seed": Recipe(
         crop=(256, 256), train_scale=(320, 240), test_scale=(320, 240), photometric=False,
