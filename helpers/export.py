@@ -557,26 +557,6 @@ def quantize_int8(fp32_path: str | Path, out: str | Path, images: Sequence[str |
 # --------------------------------------------------------------------------------------------
 # mIoU of PyTorch, ORT fp32 and ORT INT8 on the same split
 # --------------------------------------------------------------------------------------------
-def miou_of_predictions(pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-                        classes: Sequence[str]) -> dict[str, float]:
-    """mIoU/aAcc/mAcc (percent) of (prediction, ground truth) mask pairs with mmseg's IoUMetric."""
-    from mmengine.logging import MMLogger
-    from mmseg.evaluation import IoUMetric
-
-    metric = IoUMetric(iou_metrics=["mIoU"])
-    metric.dataset_meta = dict(classes=tuple(classes))
-    for pred, gt in pairs:
-        metric.process({}, [dict(pred_sem_seg=dict(data=torch.from_numpy(pred.astype(np.int64))),
-                                 gt_sem_seg=dict(data=torch.from_numpy(gt.astype(np.int64))))])
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel("WARNING")  # IoUMetric logs a per-class table; callers show their own
-    try:
-        return {k: float(v) for k, v in metric.compute_metrics(metric.results).items()}
-    finally:
-        logger.setLevel(level)
-
-
 def compare_miou(segmentor: nn.Module,
                  onnx_paths: dict[str, str | Path]) -> dict[str, dict[str, float]]:
     """Validation mIoU of PyTorch and of each ONNX graph, side by side.
@@ -588,20 +568,16 @@ def compare_miou(segmentor: nn.Module,
     import cv2
     from tqdm.auto import tqdm
 
-    from helpers.evaluate import evaluate
+    from helpers.evaluate import evaluate, evaluate_predictions
 
     ev = evaluate(segmentor, progress=False)
-    classes = segmentor.dataset_meta["classes"]
-    gts = {i: voc.read_mask(ev.seg_paths[i]) for i in ev.image_ids}
-    results = {"PyTorch": miou_of_predictions([(ev.predictions[i], gts[i])
-                                               for i in ev.image_ids], classes)}
+    voc_root = segmentor.cfg.val_dataloader.dataset.data_root
+    results = {"PyTorch": ev.metrics}
     for name, path in onnx_paths.items():
         session = deploy.make_session(path)
-        pairs = []
-        for image_id in tqdm(ev.image_ids, desc=f"{name} on val", leave=False):
-            image = cv2.imread(ev.img_paths[image_id], cv2.IMREAD_COLOR)
-            pairs.append((deploy.segment(session, image), gts[image_id]))
-        results[name] = miou_of_predictions(pairs, classes)
+        masks = {i: deploy.segment(session, cv2.imread(ev.img_paths[i], cv2.IMREAD_COLOR))
+                 for i in tqdm(ev.image_ids, desc=f"{name} on val", leave=False)}
+        results[name] = evaluate_predictions(masks, voc_root, progress=False).metrics
     return results
 
 
