@@ -37,6 +37,8 @@ from typing import Any
 
 from mmengine.config import Config, ConfigDict, DictAction
 
+from helpers.voc import IMAGE_DIR, MASK_DIR, NUM_CLASSES, SPLIT_DIR, DatasetError, split_ids
+
 __all__ = [
     "BASE_CONFIG",
     "CONFIG_NAME",
@@ -78,8 +80,6 @@ PRETRAINED_URL = (
 )
 """The Cityscapes PSPNet checkpoint the homework fine-tunes (``load_from`` of ``seed``)."""
 
-NUM_CLASSES = 21  # background + 20 VOC object classes (helpers.voc.CLASSES)
-IMAGE_DIR, MASK_DIR, SPLIT_DIR = "JPEGImages", "SegmentationClass", "ImageSets/Segmentation"
 
 OFFICIAL_DIFFERENCES: dict[str, str] = {
     r"(train|val|test)_dataloader\.dataset\.data_root|data_root": (
@@ -262,8 +262,6 @@ def fetch_pretrained(dest: str | Path | None = None, timeout: float = 5.0) -> Pa
 
 
 def _check_voc_root(voc_root: Path) -> None:
-    from helpers.voc import DatasetError, split_ids
-
     if not voc_root.is_dir():
         raise DatasetError(
             f"VOC root {voc_root} does not exist. Point VOC_ROOT at .../VOCdevkit/VOC2012 "

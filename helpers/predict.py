@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from helpers.checkpoint import init_model
 from helpers.plotting import legend_handles, overlay
-from helpers.voc import CLASSES, PALETTE, save_mask
+from helpers.voc import CLASSES, IMAGE_DIR, MASK_DIR, PALETTE, SPLIT_DIR, save_mask
 from helpers.voc import read_image as _read_rgb
 
 __all__ = [
@@ -159,8 +159,8 @@ def find_images(source: str | Path) -> list[Path]:
 
 
 def _is_voc_root(folder: Path) -> bool:
-    return (folder / "JPEGImages").is_dir() and (
-        (folder / "SegmentationClass").is_dir() or (folder / "ImageSets").is_dir())
+    return (folder / IMAGE_DIR).is_dir() and (
+        (folder / MASK_DIR).is_dir() or (folder / SPLIT_DIR).parent.is_dir())
 
 
 def find_voc_root(path: str | Path) -> Path | None:
