@@ -3,7 +3,12 @@
 #   make test   unit tests, nbval over every notebook (SMOKE=1), ruff, no-output check
 # Both create the virtual environment in .venv/ when it is missing.
 
-PYTHON ?= python3.11
+# The Python of a new .venv: the newest supported one present, 3.12 then 3.11, on PATH or installed
+# by pyenv (`make env PYTHON=/path/to/python3.x` chooses). An existing .venv keeps its Python.
+on_path = $(shell python$(1) -c 'import sys; print(sys.executable)' 2>/dev/null)
+in_pyenv = $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null)/versions/$(1).*/bin/python$(1))))
+find_python = $(or $(call on_path,$(1)),$(call in_pyenv,$(1)))
+PYTHON ?= $(or $(call find_python,3.12),$(call find_python,3.11))
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -17,6 +22,9 @@ env: $(STAMP)
 # Stage 1 installs torch and mmcv's build tools; stage 2 builds mmcv against that torch
 # (--no-build-isolation) and installs the rest. pip keeps the built mmcv wheel in its cache.
 $(STAMP): requirements-build.txt requirements.txt pyproject.toml
+	@test -x $(PY) || test -n "$(PYTHON)" || { echo "No Python 3.12 or 3.11 found. Install one" \
+	  "(Ubuntu 24.04: sudo apt install python3.12-venv; or pyenv install 3.12), or run" \
+	  "make env PYTHON=/path/to/python3.12"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-build.txt
@@ -49,14 +57,37 @@ strip: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
-# Colab (run by the first cell of every notebook): keep Colab's CUDA torch, build mmcv's CPU ops
-# against it (CUDA hidden: PSPNet needs no mmcv CUDA kernel and the CPU build is 3x faster),
-# then install the rest of requirements.txt without its torch pin.
+# Colab: the notebooks' install cell runs `helpers.colab` (this target does the same from a shell):
+# keeps Colab's torch, numpy and friends, installs only what Colab lacks from requirements.txt
+# (no test tools), and mmcv from a cached or hosted wheel, else built once against Colab's torch.
+COLAB_PY ?= python3
 colab-setup:
-	pip install -q $$(grep -E '^(setuptools|wheel|ninja|psutil)==' requirements-build.txt)
-	CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 FORCE_CUDA=0 pip install --no-build-isolation $$(grep -E '^mmcv==' requirements.txt)
-	pip install -q $$(grep -vE '^(\s*#|\s*$$|-r|mmcv==|jupyterlab==|ipykernel==)' requirements.txt)
-	pip install -q --no-build-isolation --no-deps -e .
+	$(COLAB_PY) -m helpers.colab
+
+# mmcv's wheel for an instructor to host: built against WHEEL_PY's torch into build/wheels/,
+# named by its key (Python, torch, CUDA/CPU, mmcv). On Colab, after the install cell:
+# `!make wheel WHEEL_PY=python3`; students then set MMCV_WHEEL_URL to the folder that hosts it.
+WHEEL_PY ?= $(PY)
+.PHONY: wheel colab-check
+wheel: $(if $(filter $(PY),$(WHEEL_PY)),$(STAMP))
+	nice $(WHEEL_PY) -m helpers.mmcv_wheel --out build/wheels
+
+# The Colab path off Colab, on Python 3.12 with torch 2.15.0 (the C++20 case): a stand-in
+# google.colab, this repository's HEAD as the course URL, a folder as Drive; every notebook in a
+# fresh runtime under SMOKE=1, cold (mmcv built) then warm (wheel from "Drive"). Not in CI: the
+# first run downloads several GB and builds mmcv (minutes). Times: build/colab-check/report.json.
+PY312 ?= $(call find_python,3.12)
+COLAB_BASE := build/colab-check/base
+colab-check: $(COLAB_BASE)/.installed
+	nice $(COLAB_BASE)/bin/python tests/colab_check.py --base $(COLAB_BASE) --work build/colab-check
+
+$(COLAB_BASE)/.installed: tests/colab_stub/colab_base.txt
+	@test -n "$(PY312)" || { echo "colab-check needs Python 3.12: pyenv install 3.12, or" \
+	  "make colab-check PY312=/path/to/python3.12"; exit 1; }
+	$(PY312) -m venv $(COLAB_BASE)
+	$(COLAB_BASE)/bin/python -m pip install -q --upgrade pip
+	nice $(COLAB_BASE)/bin/python -m pip install -q -r tests/colab_stub/colab_base.txt
+	touch $@
 
 clean-env:
 	rm -rf $(VENV)
