@@ -1,0 +1,144 @@
+"""Checks of notebook 00's tasks: shipped configs, mmcv versions, a head built by the registry.
+
+Each ``verify_*`` takes the student's answer and returns the problems found (see
+`helpers.tasks.check`); each ``*_reference`` is what the lesson continues with when the answer is
+missing or wrong. The truths are computed here in other ways than the notebook's solutions.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers.tasks import answered
+
+__all__ = [
+    "config_dir",
+    "verify_voc_configs",
+    "voc_configs_reference",
+    "verify_mmcv_accepted",
+    "mmcv_accepted_reference",
+    "verify_voc_head",
+    "VERSIONS",
+]
+
+#: mmcv versions the mmcv_accepted task is tried on (rc releases and a two-digit minor included).
+VERSIONS = ("1.7.2", "2.0.0rc3", "2.0.0rc4", "2.0.0", "2.1.0", "2.1.1", "2.2.0", "2.10.0", "3.0.0")
+
+# Files of a made-up config folder: only the two `.py` files with "voc12" in their name count.
+_DECOYS = ("a_voc12aug-512x512.py", "b_cityscapes-512x1024.py", "voc12_notes.txt",
+           "pspnet_voc12.py.bak", "c_voc12-256x256.py", "README.md")
+
+
+def config_dir(model: str = "pspnet") -> Path:
+    """mmseg's shipped configs of one model family (``mmseg/.mim/configs/<model>``)."""
+    import mmseg
+
+    return Path(mmseg.__file__).parent / ".mim" / "configs" / model
+
+
+def voc_configs_reference(folder: str | os.PathLike) -> list[str]:
+    """Sorted names of the ``*.py`` files in `folder` whose name contains ``voc12``."""
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(str(folder)),
+                                                                      "*voc12*.py")))
+
+
+def _list_problems(got: object, want: list[str], where: str) -> list[str]:
+    if not isinstance(got, list | tuple) or not all(isinstance(n, str) for n in got):
+        kinds = sorted({type(n).__name__ for n in got}) if isinstance(got, list | tuple) else []
+        return [f"for {where} it returned {type(got).__name__} {kinds or ''}, not a list of "
+                "file names (str); a Path's name is `path.name`"]
+    problems = []
+    extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+    not_py = [n for n in extra if not n.endswith(".py")]
+    if not_py:
+        problems.append(f"for {where} it includes {len(not_py)} file(s) that are not Python "
+                        "configs (*.py)")
+    if len(extra) > len(not_py):
+        problems.append(f"for {where} it includes {len(extra) - len(not_py)} config(s) that are "
+                        "not VOC configs")
+    if missing:
+        problems.append(f"for {where} it misses {len(missing)} VOC config(s)")
+    if not problems and list(got) != want:
+        problems.append(f"for {where} the names are right but not sorted (or repeated)")
+    return problems
+
+
+def verify_voc_configs(voc_configs: Callable) -> list[str]:
+    """`voc_configs(folder)` on mmseg's pspnet folder and on a made-up folder with decoys."""
+    folder = config_dir("pspnet")
+    problems = _list_problems(answered(voc_configs(folder)), voc_configs_reference(folder),
+                              "mmseg's pspnet folder")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in _DECOYS:
+            Path(tmp, name).write_text("# made-up config\n")
+        Path(tmp, "old_voc12.py.d").mkdir()
+        problems += _list_problems(answered(voc_configs(Path(tmp))), voc_configs_reference(tmp),
+                                   "another folder")
+    return problems
+
+
+def mmcv_accepted_reference(version: str) -> bool:
+    """What mmseg's own import-time check says about mmcv `version` (its `digit_version` bounds)."""
+    import mmseg
+    from mmengine.utils import digit_version
+
+    return digit_version(mmseg.MMCV_MIN) <= digit_version(version) < digit_version(mmseg.MMCV_MAX)
+
+
+def verify_mmcv_accepted(mmcv_accepted: Callable) -> list[str]:
+    """`mmcv_accepted(version)` on :data:`VERSIONS`, then with mmseg's bounds moved."""
+    import mmseg
+
+    problems = []
+    for version in VERSIONS:
+        got = answered(mmcv_accepted(version))
+        if not isinstance(got, bool):
+            return [f"mmcv_accepted({version!r}) returned {type(got).__name__}, not a bool"]
+        if got != mmcv_accepted_reference(version):
+            problems.append(f"mmcv_accepted({version!r}) is {got}, but mmseg "
+                            f"{'accepts' if not got else 'refuses'} that version")
+    bounds = mmseg.MMCV_MIN, mmseg.MMCV_MAX
+    try:  # a function that reads mmseg's bounds follows them when they move
+        mmseg.MMCV_MIN, mmseg.MMCV_MAX = "2.1.0", "2.3.0"
+        moved = [v for v in ("2.0.0", "2.2.0") if mmcv_accepted(v) != mmcv_accepted_reference(v)]
+    finally:
+        mmseg.MMCV_MIN, mmseg.MMCV_MAX = bounds
+    if moved and not problems:
+        problems.append("with other bounds in mmseg (mmseg.MMCV_MIN / mmseg.MMCV_MAX) your "
+                        "function still gives the old answers: read the bounds from mmseg, "
+                        "don't type them")
+    return problems
+
+
+def verify_voc_head(head: object) -> list[str]:
+    """A PSPHead built by the MODELS registry, sized for VOC, that runs on a feature map."""
+    import torch
+    from mmseg.registry import DATASETS, MODELS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules()
+    psp_head = MODELS.get("PSPHead")
+    if not isinstance(head, psp_head):
+        return [f"`head` is a {type(head).__name__}, not the class MODELS holds for 'PSPHead'"]
+    n_classes = len(DATASETS.get("PascalVOCDataset").METAINFO["classes"])
+    problems = []
+    if head.num_classes != n_classes:
+        problems.append(f"num_classes is {head.num_classes}: it must equal the number of classes "
+                        "in PascalVOCDataset's METAINFO (count them, don't guess)")
+    for field, want in (("in_channels", 64), ("channels", 16), ("pool_scales", (1, 2, 3, 6))):
+        got = getattr(head, field)
+        if (tuple(got) if field == "pool_scales" else got) != want:
+            problems.append(f"{field} is {got}, not what the task asks for")
+    if problems:
+        return problems
+    head.eval()
+    with torch.no_grad():
+        out = head([torch.zeros(1, 64, 8, 8)])
+    if tuple(out.shape) != (1, n_classes, 8, 8):
+        problems.append(f"on a 1×64×8×8 feature map the head returns {tuple(out.shape)}, "
+                        "not one 8×8 score map per class")
+    return problems
