@@ -33,6 +33,7 @@ from helpers.mmcv_wheel import (
     install_name,
     read_pins,
     run_step,
+    say,
     torch_info,
     wheel_key,
 )
@@ -219,7 +220,7 @@ def _obtain_mmcv(version: str, pins: dict[str, str], course: Path, drive: Path |
     return named
 
 
-def setup(use_drive: bool = False, course: str | Path | None = None, say=print) -> None:
+def setup(use_drive: bool = False, course: str | Path | None = None, say=say) -> None:
     """Step 2/3 of the install cell: install what this runtime lacks for the course.
 
     Reads the pins of ``requirements.txt``; installs the missing ones and mmcv (from Drive, from
@@ -245,7 +246,7 @@ def setup(use_drive: bool = False, course: str | Path | None = None, say=print) 
     todo, kept = plan(pins, before)
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     if todo:
-        say(f"Installing what this runtime lacks: {' '.join(todo)}", flush=True)
+        say(f"Installing what this runtime lacks: {' '.join(todo)}")
         keep = [f"{n}=={before[n]}" for n in KEEP
                 if n in before and f"{n}=={pins.get(n)}" not in todo]
         constraints = Path(tempfile.mkdtemp()) / "keep.txt"
@@ -263,11 +264,10 @@ def setup(use_drive: bool = False, course: str | Path | None = None, say=print) 
     if kept:
         say(f"Kept this runtime's own {', '.join(kept)}.")
     replaced = needs_restart(before, installed(), {m.split(".")[0] for m in sys.modules})
-    say(f"Set-up done in {time.monotonic() - start:.0f} s.", flush=True)
+    say(f"Set-up done in {time.monotonic() - start:.0f} s.")
     if replaced and "google.colab" in sys.modules:
         say(f"Restarting the runtime: pip replaced {', '.join(replaced)}, already imported here. "
-            "Colab reconnects by itself; then run this cell again (seconds, nothing is rebuilt).",
-            flush=True)
+            "Colab reconnects by itself; then run this cell again (seconds, nothing is rebuilt).")
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -30,7 +30,7 @@ import zipfile
 from pathlib import Path
 
 __all__ = ["SetupError", "read_pins", "torch_info", "needs_cxx20", "wheel_key", "install_name",
-           "build_wheel", "patch_cxx_standard", "run_step", "TORCH_FIX"]
+           "build_wheel", "patch_cxx_standard", "run_step", "say", "TORCH_FIX"]
 
 CXX17 = "extra_compile_args['cxx'] = ['-std=c++17']"
 CXX20 = "extra_compile_args['cxx'] = ['-std=c++20']"
@@ -41,6 +41,11 @@ TORCH_FIX = ("Install the torch the course is tested with, then restart and reru
 
 class SetupError(RuntimeError):
     """A set-up step failed; the message names the step, the command and the fix."""
+
+
+def say(message: str) -> None:
+    """Print one line of progress at once (a notebook shows it while the cell still runs)."""
+    print(message, flush=True)
 
 
 def run_step(step: str, cmd: list[str], fix: str, env: dict[str, str] | None = None,
@@ -147,7 +152,7 @@ def _build_tools(work: Path, pins: dict[str, str]) -> Path:
 
 
 def build_wheel(mmcv_version: str, out_dir: Path, pins: dict[str, str] | None = None,
-                say=print) -> Path:
+                say=say) -> Path:
     """Build mmcv `mmcv_version` against the installed torch; return ``out_dir/<key>.whl``."""
     version, _, torch_dir = torch_info()
     key = wheel_key(mmcv_version)
@@ -175,7 +180,7 @@ def build_wheel(mmcv_version: str, out_dir: Path, pins: dict[str, str] | None = 
         patch_cxx_standard(src / "setup.py")
     std = "C++20 (setup.py edited: -std=c++17 -> -std=c++20)" if cxx20 else "C++17 as shipped"
     say(f"Building mmcv {mmcv_version} from its sdist against torch {version}, {std}, CPU ops, "
-        f"{env['MAX_JOBS']} jobs: about 7 min on 2 cores...", flush=True)
+        f"{env['MAX_JOBS']} jobs: about 7 min on 2 cores...")
     start = time.monotonic()
     built = work / "dist"
     run_step("Step 2/3 mmcv (build)",
@@ -185,7 +190,7 @@ def build_wheel(mmcv_version: str, out_dir: Path, pins: dict[str, str] | None = 
     wheel = next(built.glob("mmcv-*.whl"))
     target = out_dir / f"{key}.whl"
     shutil.copyfile(wheel, target)
-    say(f"Built {target.name} in {time.monotonic() - start:.0f} s.", flush=True)
+    say(f"Built {target.name} in {time.monotonic() - start:.0f} s.")
     shutil.rmtree(work, ignore_errors=True)
     return target
 

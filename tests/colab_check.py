@@ -4,7 +4,7 @@ Each notebook gets a fresh "runtime", as a notebook opened from a badge does on 
 virtual environment that sees a base layer standing for Colab's preinstalled packages (torch
 2.15.0 CUDA build, numpy, pandas, ... on Python 3.12; see colab_stub/colab_base.txt) through a
 ``.pth`` file, a new ``content/`` folder, and a kernel whose ``google.colab`` is the stand-in in
-tests/colab_stub. The install cell clones ``COURSE_REPO_URL`` (default: this repository's
+tests/colab_stub. The install cell clones a snapshot of ``--repo`` (default: this repository's
 committed HEAD) and "Drive" is a local folder (``COURSE_USE_DRIVE=1``).
 
 - cold pass: Drive starts empty; the first notebook builds mmcv and saves its wheel to Drive;
@@ -121,17 +121,21 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work.resolve()
     drive = work / "drive"
-    names = args.notebooks or sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    # One snapshot of the course: the notebooks run are the ones the install cell clones.
+    snapshot = work / "repo"
+    shutil.rmtree(snapshot, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", args.repo, str(snapshot)], check=True)
+    names = args.notebooks or sorted(p.name for p in (snapshot / "notebooks").glob("*.ipynb"))
     report, failed = [], False
     for run in args.passes:
         if run == "cold":
             shutil.rmtree(drive, ignore_errors=True)
         for name in names:
             folder = work / run / name.split("_")[0]
-            env = {"PYTHONPATH": str(STUB), "COURSE_REPO_URL": args.repo,
+            env = {"PYTHONPATH": str(STUB), "COURSE_REPO_URL": snapshot.as_uri(),
                    "COURSE_DIR": str(folder / "content" / "course"), "COURSE_USE_DRIVE": "1",
                    "COLAB_STUB_DRIVE": str(drive), "SMOKE": "1"}
-            row = {"pass": run, **run_notebook(ROOT / "notebooks" / name, folder, args.base,
+            row = {"pass": run, **run_notebook(snapshot / "notebooks" / name, folder, args.base,
                                                env, rerun_install=name.startswith("00"))}
             failed |= row["status"] != "ok"
             print(json.dumps(row), flush=True)
