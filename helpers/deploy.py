@@ -3,11 +3,14 @@
 A deployment machine needs onnxruntime, numpy and an image decoder (OpenCV here, the decoder
 mmseg itself uses). Everything else the model needs (class names, palette, mean/std, the
 test-time Resize of the config) travels inside the ``.onnx`` file as metadata written by
-:mod:`helpers.export`, so :func:`segment` reproduces mmseg's ``inference_model``:
+:mod:`helpers.onnx`, so :func:`segment` reproduces mmseg's ``inference_model``:
 
 1. keep-ratio Resize of the BGR image exactly as mmcv's ``Resize`` does (cv2, bilinear);
 2. the graph: BGR->RGB, mean/std, network, bilinear resize of the logits back to the original
    size, argmax (or, for a graph exported without them, the same steps in numpy/cv2).
+
+Overlays use the course's one blend rule (`helpers.palette`, numpy only) with the palette stored
+in the graph.
 
 Command line: ``python -m helpers.deploy --model FILE.onnx --image IMG --out DIR``.
 This module must stay importable without torch (tests/test_deploy.py checks it).
@@ -26,6 +29,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnxruntime as ort
+
+from helpers.palette import overlay
+
+__all__ = [
+    "DeployError",
+    "ModelInfo",
+    "check_image",
+    "main",
+    "make_session",
+    "model_info",
+    "physical_cores",
+    "prepare_feed",
+    "prepare_image",
+    "rescale_size",
+    "segment",
+    "segment_file",
+    "session_options",
+]
 
 
 class DeployError(ValueError):
@@ -70,14 +91,14 @@ def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceS
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path} (export it first: "
-                                "python -m helpers.export ... --out FILE.onnx)")
+                                "python -m helpers.onnx ... --out FILE.onnx)")
     return ort.InferenceSession(str(path), session_options(threads),
                                 providers=["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What :mod:`helpers.export` stored in the graph's metadata."""
+    """What :mod:`helpers.onnx` stored in the graph's metadata."""
 
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
@@ -96,7 +117,7 @@ def model_info(session: ort.InferenceSession) -> ModelInfo:
     meta = session.get_modelmeta().custom_metadata_map
     if "input_format" not in meta:
         raise DeployError("this .onnx has no course metadata (input_format, classes, ...): "
-                          "export it with python -m helpers.export")
+                          "export it with python -m helpers.onnx")
     shape = session.get_inputs()[0].shape
     hw = shape[1:3] if meta["input_format"] == "nhwc_bgr_uint8" else shape[2:4]
     return ModelInfo(
@@ -185,23 +206,6 @@ def segment(session: ort.InferenceSession, image: np.ndarray) -> np.ndarray:
     return logits.argmax(axis=-1).astype(np.uint8)
 
 
-def overlay(image_rgb: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]],
-            opacity: float = 0.5) -> np.ndarray:
-    """Class colours blended over an RGB image with the rule of mmseg's ``SegLocalVisualizer``.
-
-    ``(image * (1 - opacity) + palette[mask] * opacity).astype(uint8)``, ids outside the palette
-    unpainted (black), as ``show_result_pyplot`` and ``helpers.predict.draw_overlay`` (notebook
-    04) draw predictions; written out here because mmseg's visualizer needs torch.
-    """
-    if image_rgb.shape[:2] != mask.shape[:2]:
-        raise DeployError(f"image {image_rgb.shape[:2]} and mask {mask.shape[:2]} differ in size")
-    if not 0 < opacity <= 1:
-        raise DeployError(f"opacity must be in (0, 1], got {opacity}")
-    colours = np.zeros((256, 3), np.uint8)
-    colours[: len(palette)] = np.asarray(palette, np.uint8)
-    return (image_rgb * (1 - opacity) + colours[mask] * opacity).astype(np.uint8)
-
-
 def segment_file(onnx_path: str | Path, image_path: str | Path,
                  opacity: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(mask, RGB overlay) for an image file: the whole deployment in one call."""
@@ -210,7 +214,7 @@ def segment_file(onnx_path: str | Path, image_path: str | Path,
         raise DeployError(f"could not read image {image_path} (missing or not an image file)")
     session = make_session(onnx_path)
     mask = segment(session, image)
-    return mask, overlay(image[..., ::-1], mask, model_info(session).palette, opacity)
+    return mask, overlay(image[..., ::-1], mask, opacity, palette=model_info(session).palette)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="python -m helpers.deploy",
                                      description="Segment one image with ONNX Runtime only.")
-    parser.add_argument("--model", required=True, type=Path, help="graph from helpers.export")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="graph written by python -m helpers.onnx")
     parser.add_argument("--image", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path, help="folder for the two PNGs")
     parser.add_argument("--opacity", type=float, default=0.5)

@@ -2,8 +2,9 @@
 
 `evaluate` runs the model ONCE over the config's `val_dataloader` (the same dataset, pipeline and
 `IoUMetric` that training validated with) and keeps every prediction, so the per-class table,
-the confusion matrix and the worst-image gallery all describe the same predictions.
-`evaluate_predictions` scores masks made elsewhere (ONNX Runtime in notebook 05) the same way.
+the confusion matrix and the worst-image gallery (`helpers.plotting`) all describe the same
+predictions. `evaluate_predictions` scores masks made elsewhere the same way, and
+`compare_miou` puts PyTorch and ONNX Runtime graphs side by side (notebook 05).
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
-from matplotlib.figure import Figure
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -28,17 +26,15 @@ from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 from tqdm.auto import tqdm
 
-from helpers.predict import prediction_grid, read_image
-from helpers.voc import CLASSES, IGNORE_INDEX, IMAGE_DIR, MASK_DIR, read_mask, split_ids
+from helpers.voc import CLASSES, IGNORE_INDEX, IMAGE_DIR, MASK_DIR, read_image, read_mask, split_ids
 
 __all__ = [
     "Evaluation",
+    "compare_miou",
     "confusion_matrix",
     "evaluate",
     "evaluate_predictions",
     "iou_from_confusion",
-    "plot_confusion",
-    "worst_gallery",
 ]
 
 
@@ -218,37 +214,24 @@ def evaluate_predictions(predictions: Mapping[str, np.ndarray], voc_root: str | 
     return scorer.finish()
 
 
-def plot_confusion(cm: np.ndarray, classes: tuple[str, ...] = CLASSES,
-                   only_present: bool = True, annot: bool | None = None) -> Figure:
-    """Row-normalised confusion matrix as a seaborn heatmap (row = true class, sums to 1).
+def compare_miou(segmentor: torch.nn.Module,
+                 onnx_paths: dict[str, str | Path]) -> dict[str, dict[str, float]]:
+    """Validation mIoU of PyTorch and of each ONNX graph, side by side.
 
-    `only_present` keeps the classes that occur in the ground truth or the predictions (the
-    demo data use a few of VOC's 20); `annot` writes the fractions (default: when ≤ 12 classes).
+    PyTorch is measured by :func:`helpers.evaluate.evaluate` (the model config's validation
+    split, as in notebook 04); every graph then runs through :func:`helpers.deploy.segment` on
+    the same images and is scored by the same ``IoUMetric`` on the same ground truth.
     """
-    keep = np.arange(len(classes))
-    if only_present:
-        keep = np.flatnonzero((cm.sum(0) + cm.sum(1)) > 0)
-    sub = cm[np.ix_(keep, keep)].astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm = sub / sub.sum(1, keepdims=True)
-    names = [classes[i] for i in keep]
-    annot = len(keep) <= 12 if annot is None else annot
-    side = 3 + 0.5 * len(keep)
-    fig, ax = plt.subplots(figsize=(side + 1.5, side))
-    sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="Blues", square=True, annot=annot,
-                fmt=".2f", annot_kws={"fontsize": "x-small"}, xticklabels=names,
-                yticklabels=names, cbar_kws={"label": "share of the true class's pixels"})
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title("Confusion matrix (row-normalised, void ignored)")
-    fig.tight_layout()
-    return fig
+    import cv2
 
+    from helpers import deploy
 
-def worst_gallery(ev: Evaluation, k: int = 5, opacity: float = 0.5) -> Figure:
-    """image | ground truth | prediction for the `k` validation images with the lowest mIoU."""
-    ids = ev.worst(k)
-    score = dict(zip(ev.image_ids, ev.image_miou, strict=True))
-    return prediction_grid([ev.sample(i) for i in ids], opacity=opacity,
-                           titles=[f"{i}\nmIoU {score[i]:.1f}" for i in ids],
-                           suptitle=f"The {len(ids)} worst validation images by per-image mIoU")
+    ev = evaluate(segmentor, progress=False)
+    voc_root = segmentor.cfg.val_dataloader.dataset.data_root
+    results = {"PyTorch": ev.metrics}
+    for name, path in onnx_paths.items():
+        session = deploy.make_session(path)
+        masks = {i: deploy.segment(session, cv2.imread(ev.img_paths[i], cv2.IMREAD_COLOR))
+                 for i in tqdm(ev.image_ids, desc=f"{name} on val", leave=False)}
+        results[name] = evaluate_predictions(masks, voc_root, progress=False).metrics
+    return results

@@ -1,18 +1,15 @@
-"""Pictures of segmentation data: colour masks, overlays, legends, grids, statistics, augmentations.
+"""Every figure of the course: data (notebook 01), training curves (03), predictions and
+evaluation (04). Each function returns its matplotlib Figure (save it with `S.save(fig, name)`).
 
-Introduced in notebook 01; notebooks 04 and 05 reuse `overlay` and `legend_handles`. Every
-plotting function returns its matplotlib Figure (save it with `S.save(fig, name)`).
-
-`overlay` is a plain numpy blend rather than mmseg's `SegLocalVisualizer`: the visualizer needs
-torch data samples, draws void (255) pixels as darkened image and background as black paint,
-while here void is shown in VOC's own cream colour and the function also serves the torch-free
-ONNX Runtime demo (pass `palette=` there to avoid importing mmseg for the colours).
+Masks are coloured and blended by `helpers.palette` (mmseg's colours and its visualizer's blend
+rule), so a figure, a saved overlay PNG and the ONNX Runtime demo draw the same pixels.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -21,40 +18,20 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from helpers import voc
+from helpers.palette import IGNORE_INDEX, colorize, lut, overlay
 
-
-def _lut(palette: Sequence[Sequence[int]] | None) -> np.ndarray:
-    if palette is None:
-        return voc.palette_lut()
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(palette)] = np.asarray(palette, np.uint8)
-    lut[voc.IGNORE_INDEX] = voc.VOID_COLOR
-    return lut
-
-
-def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-    """Class-id mask (H, W) -> RGB image (H, W, 3) in the VOC palette (255 in VOID_COLOR)."""
-    return _lut(palette)[np.asarray(mask, np.uint8)]
-
-
-def overlay(
-    image_rgb: np.ndarray,
-    mask: np.ndarray,
-    opacity: float = 0.5,
-    palette: Sequence[Sequence[int]] | None = None,
-) -> np.ndarray:
-    """Blend a class-id mask over an RGB image: `(1 - opacity) * image + opacity * colour`.
-
-    Every pixel is blended with its class colour (background's is black, which darkens it);
-    void (255) pixels are drawn in VOC's near-white VOID_COLOR. Returns uint8 RGB.
-    """
-    if image_rgb.shape[:2] != mask.shape[:2]:
-        raise ValueError(f"image {image_rgb.shape[:2]} and mask {mask.shape[:2]} differ in size")
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
-    colours = colorize(mask, palette).astype(np.float32)
-    blended = (1 - opacity) * image_rgb.astype(np.float32) + opacity * colours
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+__all__ = [
+    "augmentation_preview",
+    "legend_handles",
+    "overlay_grid",
+    "plot_class_statistics",
+    "plot_confusion",
+    "plot_curves",
+    "plot_image_sizes",
+    "prediction_grid",
+    "show_image_and_mask",
+    "worst_gallery",
+]
 
 
 def legend_handles(
@@ -64,11 +41,11 @@ def legend_handles(
 ) -> list[Patch]:
     """Legend patches for the given class ids only (e.g. `np.unique(mask)`); 255 -> "void"."""
     classes = voc.CLASSES if classes is None else classes
-    lut = _lut(palette)
+    table = lut(palette)
     handles = []
     for i in sorted({int(c) for c in class_ids}):
-        name = "void (255)" if i == voc.IGNORE_INDEX else f"{i} {classes[i]}"
-        handles.append(Patch(facecolor=lut[i] / 255, edgecolor="0.3", label=name))
+        name = "void (255)" if i == IGNORE_INDEX else f"{i} {classes[i]}"
+        handles.append(Patch(facecolor=table[i] / 255, edgecolor="0.3", label=name))
     return handles
 
 
@@ -122,14 +99,14 @@ def overlay_grid(
 
 
 def plot_class_statistics(stats: Any, title: str | None = None) -> Figure:
-    """Bar charts of `voc.class_statistics`: share of pixels (%) and images per class, each bar
-    labelled with its value (small classes stay readable next to background)."""
+    """Bar charts of `voc_stats.class_statistics`: share of pixels (%) and images per class,
+    each bar labelled with its value (small classes stay readable next to background)."""
     import seaborn as sns
 
     data = stats.reset_index()
-    lut = voc.palette_lut()
+    table = lut()
     colours = [
-        lut[voc.IGNORE_INDEX if name == "void" else voc.CLASSES.index(name)] / 255
+        table[IGNORE_INDEX if name == "void" else voc.CLASSES.index(name)] / 255
         for name in data["class"]
     ]
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.5), sharey=True)
@@ -151,7 +128,8 @@ def plot_class_statistics(stats: Any, title: str | None = None) -> Figure:
 
 
 def plot_image_sizes(scan: Any, title: str | None = None) -> Figure:
-    """Joint distribution of image width and height (one point per image) from `voc.scan_masks`."""
+    """Joint distribution of image width and height (one point per image), from
+    `voc_stats.scan_masks`."""
     import seaborn as sns
 
     grid = sns.jointplot(data=scan, x="width", y="height", alpha=0.4, height=5, marginal_ticks=True)
@@ -199,3 +177,96 @@ def augmentation_preview(
     _add_legend(fig, present)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def plot_curves(work_dir: str | Path) -> Figure:
+    """Training loss and validation mIoU/aAcc/mAcc against iterations, from ``scalars.json``."""
+    from helpers.train import read_scalars
+
+    train_log, val_log = read_scalars(work_dir)
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 3.8))
+    losses = [c for c in train_log.columns if c == "loss" or c.endswith("loss_ce")]
+    train_log[losses].plot(ax=ax_loss, marker=".")
+    ax_loss.set(title="training loss", xlabel="iteration", ylabel="cross-entropy")
+    metrics = [c for c in ("mIoU", "aAcc", "mAcc") if c in val_log]
+    if metrics:
+        val_log[metrics].plot(ax=ax_val, marker="o")
+    ax_val.set(title="validation", xlabel="iteration", ylabel="%", ylim=(0, 100))
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                    titles: Sequence[str] | None = None, opacity: float = 0.5,
+                    suptitle: str | None = None, cell_size: float = 3.0) -> Figure:
+    """One row per image: image | ground truth | prediction, and one legend for the whole grid.
+
+    `rows` holds (image RGB, ground-truth ids, predicted ids), both drawn with
+    `helpers.palette.overlay` (void pixels 255 of the ground truth in cream); the legend lists
+    the classes present in any panel (and void when the ground truth has some).
+    """
+    if not rows:
+        raise ValueError("prediction_grid needs at least one (image, gt, pred) row")
+    fig, axes = plt.subplots(len(rows), 3, figsize=(3 * cell_size, len(rows) * cell_size),
+                             squeeze=False)
+    present: set[int] = set()
+    for i, (image, gt, pred) in enumerate(rows):
+        panels = (image, overlay(image, gt, opacity), overlay(image, pred, opacity))
+        for j, (ax, panel) in enumerate(zip(axes[i], panels, strict=True)):
+            ax.imshow(panel)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(("image", "ground truth", "prediction")[j])
+        if titles is not None:
+            axes[i, 0].set_ylabel(titles[i], fontsize="small")
+        present |= {int(c) for c in np.unique(gt)} | {int(c) for c in np.unique(pred)}
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.legend(handles=legend_handles(sorted(present)), loc="lower center",
+               ncol=min(len(present), 6), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    legend_inches = 0.15 + 0.3 * -(-len(present) // 6)  # 0.3 in per legend row
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def plot_confusion(cm: np.ndarray, classes: Sequence[str] | None = None,
+                   only_present: bool = True, annot: bool | None = None) -> Figure:
+    """Row-normalised confusion matrix as a seaborn heatmap (row = true class, sums to 1).
+
+    `only_present` keeps the classes that occur in the ground truth or the predictions (the
+    demo data use a few of VOC's 20); `annot` writes the fractions (default: when ≤ 12 classes).
+    """
+    import seaborn as sns
+
+    classes = voc.CLASSES if classes is None else classes
+    keep = np.arange(len(classes))
+    if only_present:
+        keep = np.flatnonzero((cm.sum(0) + cm.sum(1)) > 0)
+    sub = cm[np.ix_(keep, keep)].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = sub / sub.sum(1, keepdims=True)
+    names = [classes[i] for i in keep]
+    annot = len(keep) <= 12 if annot is None else annot
+    side = 3 + 0.5 * len(keep)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="Blues", square=True, annot=annot,
+                fmt=".2f", annot_kws={"fontsize": "x-small"}, xticklabels=names,
+                yticklabels=names, cbar_kws={"label": "share of the true class's pixels"})
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix (row-normalised, void ignored)")
+    fig.tight_layout()
+    return fig
+
+
+def worst_gallery(ev: Any, k: int = 5, opacity: float = 0.5) -> Figure:
+    """image | ground truth | prediction for the `k` validation images with the lowest mIoU.
+
+    `ev` is a `helpers.evaluate.Evaluation` (the predictions of one evaluation run).
+    """
+    ids = ev.worst(k)
+    score = dict(zip(ev.image_ids, ev.image_miou, strict=True))
+    return prediction_grid([ev.sample(i) for i in ids], opacity=opacity,
+                           titles=[f"{i}\nmIoU {score[i]:.1f}" for i in ids],
+                           suptitle=f"The {len(ids)} worst validation images by per-image mIoU")

@@ -2,8 +2,8 @@
 
 The model is loaded with `helpers.checkpoint.init_model`: the course's one safe checkpoint
 loader, which also refuses a checkpoint whose head has a different number of classes than the
-config. Inference is mmseg's own `inference_model`; overlays are drawn by mmseg's
-`SegLocalVisualizer` (the class behind `show_result_pyplot`).
+config. Inference is mmseg's own `inference_model`; overlays are drawn by `helpers.palette`
+with the blend rule of mmseg's `SegLocalVisualizer` (the class behind `show_result_pyplot`).
 
 Command line (one overlay PNG and one VOC-palette mask PNG per image)::
 
@@ -21,41 +21,32 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
-from mmengine.structures import PixelData
 from mmseg.apis import inference_model
 from mmseg.structures import SegDataSample
-from mmseg.visualization import SegLocalVisualizer
 from PIL import Image
 from tqdm.auto import tqdm
 
 from helpers.checkpoint import init_model
-from helpers.plotting import legend_handles, overlay
-from helpers.voc import CLASSES, IMAGE_DIR, MASK_DIR, PALETTE, SPLIT_DIR, save_mask
+from helpers.palette import overlay
+from helpers.voc import IMAGE_DIR, IMAGE_SUFFIXES, MASK_DIR, SPLIT_DIR, save_mask
 from helpers.voc import read_image as _read_rgb
 
 __all__ = [
     "EXIT_SKIPPED",
-    "IMAGE_SUFFIXES",
     "ImageReadError",
     "PredictReport",
-    "draw_overlay",
     "find_images",
     "find_voc_root",
     "main",
     "pred_mask",
     "predict_images",
-    "prediction_grid",
     "read_image",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIT_SKIPPED = 3
 
 
@@ -64,7 +55,7 @@ class ImageReadError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Images, masks, overlays
+# Images and masks
 # --------------------------------------------------------------------------------------------
 def read_image(path: str | Path) -> np.ndarray:
     """`helpers.voc.read_image`, with any decoding failure raised as `ImageReadError`."""
@@ -77,68 +68,6 @@ def read_image(path: str | Path) -> np.ndarray:
 def pred_mask(result: SegDataSample) -> np.ndarray:
     """The (H, W) uint8 class-id map of an `inference_model` result."""
     return result.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
-
-
-@lru_cache(maxsize=1)
-def _visualizer() -> SegLocalVisualizer:
-    vis = SegLocalVisualizer(name="helpers.predict")  # built directly: not a global instance
-    vis.dataset_meta = dict(classes=CLASSES, palette=PALETTE)
-    return vis
-
-
-def draw_overlay(image: np.ndarray, mask: np.ndarray, opacity: float = 0.5,
-                 with_labels: bool = False) -> np.ndarray:
-    """Class colours of `mask` blended over the RGB `image` by mmseg's `SegLocalVisualizer`.
-
-    The blend is ``(image * (1 - opacity) + PALETTE[mask] * opacity).astype(uint8)``, exactly
-    what `show_result_pyplot(model, img, result, opacity=...)` draws. `with_labels` writes the
-    class names on the regions as mmseg does.
-    """
-    if image.ndim != 3 or image.shape[:2] != mask.shape:
-        raise ValueError(f"image {image.shape} and mask {mask.shape} must have the same H, W")
-    if not 0 < opacity <= 1:
-        raise ValueError(f"opacity must be in (0, 1], got {opacity}")
-    vis = _visualizer()
-    vis.alpha = opacity
-    data = torch.from_numpy(mask[None].astype(np.int64))
-    sample = SegDataSample(pred_sem_seg=PixelData(data=data))
-    vis.add_datasample("overlay", image, sample, draw_gt=False, with_labels=with_labels)
-    return vis.get_image()
-
-
-def prediction_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                    titles: Sequence[str] | None = None, opacity: float = 0.5,
-                    suptitle: str | None = None, cell_size: float = 3.0) -> Figure:
-    """One row per image: image | ground truth | prediction, and one legend for the whole grid.
-
-    `rows` holds (image RGB, ground-truth ids, predicted ids). The ground truth is drawn with
-    `helpers.plotting.overlay` (void pixels 255 shown as such), the prediction with
-    `draw_overlay` (mmseg's visualizer); the legend lists the classes present in any panel
-    (and void when the ground truth has some).
-    """
-    if not rows:
-        raise ValueError("prediction_grid needs at least one (image, gt, pred) row")
-    fig, axes = plt.subplots(len(rows), 3, figsize=(3 * cell_size, len(rows) * cell_size),
-                             squeeze=False)
-    present: set[int] = set()
-    for i, (image, gt, pred) in enumerate(rows):
-        panels = (image, overlay(image, gt, opacity), draw_overlay(image, pred, opacity))
-        for j, (ax, panel) in enumerate(zip(axes[i], panels, strict=True)):
-            ax.imshow(panel)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(("image", "ground truth", "prediction")[j])
-        if titles is not None:
-            axes[i, 0].set_ylabel(titles[i], fontsize="small")
-        present |= {int(c) for c in np.unique(gt)} | {int(c) for c in np.unique(pred)}
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.legend(handles=legend_handles(sorted(present)), loc="lower center",
-               ncol=min(len(present), 6), frameon=False, bbox_to_anchor=(0.5, 0.0))
-    legend_inches = 0.15 + 0.3 * -(-len(present) // 6)  # 0.3 in per legend row
-    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
-    return fig
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +142,7 @@ def predict_images(model: torch.nn.Module, images: Sequence[str | Path], out_dir
             (out_dir / sub).mkdir(parents=True, exist_ok=True)
         report.masks.append(save_mask(mask, out_dir / "masks" / f"{path.stem}.png"))
         over = out_dir / "overlays" / f"{path.stem}.png"
-        Image.fromarray(draw_overlay(image, mask, opacity)).save(over)
+        Image.fromarray(overlay(image, mask, opacity)).save(over)
         report.overlays.append(over)
     return report
 

@@ -21,11 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-__all__ = ["build_runner", "main", "plot_curves", "read_scalars", "train", "val_metrics"]
+__all__ = ["build_runner", "main", "read_scalars", "train", "val_metrics"]
 
 _RUN_IDS = itertools.count()
 
@@ -103,23 +102,6 @@ def read_scalars(work_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         return part.set_index("step").sort_index().rename_axis("iter")
 
     return tidy(table[~is_val]), tidy(table[is_val])
-
-
-def plot_curves(work_dir: str | Path) -> Figure:
-    """Training loss and validation mIoU/aAcc/mAcc against iterations, from ``scalars.json``."""
-    import matplotlib.pyplot as plt
-
-    train_log, val_log = read_scalars(work_dir)
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 3.8))
-    losses = [c for c in train_log.columns if c == "loss" or c.endswith("loss_ce")]
-    train_log[losses].plot(ax=ax_loss, marker=".")
-    ax_loss.set(title="training loss", xlabel="iteration", ylabel="cross-entropy")
-    metrics = [c for c in ("mIoU", "aAcc", "mAcc") if c in val_log]
-    if metrics:
-        val_log[metrics].plot(ax=ax_val, marker="o")
-    ax_val.set(title="validation", xlabel="iteration", ylabel="%", ylim=(0, 100))
-    fig.tight_layout()
-    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,9 +14,8 @@ from helpers.evaluate import (
     evaluate,
     evaluate_predictions,
     iou_from_confusion,
-    plot_confusion,
-    worst_gallery,
 )
+from helpers.plotting import plot_confusion, worst_gallery
 from helpers.predict import pred_mask
 from helpers.train import read_scalars
 from helpers.voc import CLASSES, read_mask, split_ids

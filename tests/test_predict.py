@@ -16,17 +16,9 @@ from PIL import Image
 
 from helpers.checkpoint import CheckpointError, init_model
 from helpers.config import build_config
-from helpers.plotting import legend_handles
-from helpers.predict import (
-    EXIT_SKIPPED,
-    draw_overlay,
-    find_voc_root,
-    main,
-    pred_mask,
-    predict_images,
-    prediction_grid,
-)
-from helpers.voc import PALETTE, palette_lut, read_mask, split_ids
+from helpers.palette import lut, overlay
+from helpers.predict import EXIT_SKIPPED, find_voc_root, main, pred_mask, predict_images
+from helpers.voc import PALETTE, read_mask, split_ids
 
 
 def _tree(root: Path) -> dict[str, int]:
@@ -83,7 +75,7 @@ def test_class_count_mismatch_names_both_numbers(trained_smoke, head20, val_imag
 
 
 def test_overlay_is_mmseg_blend(trained_smoke, demo_root):
-    """draw_overlay equals show_result_pyplot's drawing and the documented blend rule."""
+    """The course's overlay of a real prediction equals show_result_pyplot's drawing."""
     model = init_model(trained_smoke.config_path, trained_smoke.checkpoint, device="cpu")
     image_id = split_ids(demo_root, "val")[1]
     path = str(demo_root / "JPEGImages" / f"{image_id}.jpg")
@@ -91,30 +83,14 @@ def test_overlay_is_mmseg_blend(trained_smoke, demo_root):
     image = np.array(Image.open(path).convert("RGB"))
     mask = pred_mask(result)
     for opacity in (0.3, 0.8):
-        drawn = draw_overlay(image, mask, opacity)
-        rule = (image * (1 - opacity) + palette_lut()[mask] * opacity).astype(np.uint8)
+        drawn = overlay(image, mask, opacity)
+        rule = (image * (1 - opacity) + lut()[mask] * opacity).astype(np.uint8)
         np.testing.assert_array_equal(drawn, rule)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # show_result_pyplot warns: no save_dir backend
             mmseg_img = show_result_pyplot(model, image, result, opacity=opacity, show=False,
                                            draw_gt=False, with_labels=False)
         np.testing.assert_array_equal(drawn, mmseg_img)
-    with pytest.raises(ValueError, match="same H, W"):
-        draw_overlay(image, mask[:-1], 0.5)
-
-
-def test_prediction_grid_has_one_row_per_image(trained_smoke, demo_root):
-    rows = []
-    for image_id in split_ids(demo_root, "val")[:2]:
-        image = np.array(Image.open(demo_root / "JPEGImages" / f"{image_id}.jpg").convert("RGB"))
-        gt = read_mask(demo_root / "SegmentationClass" / f"{image_id}.png")
-        rows.append((image, gt, np.where(gt == 255, 0, gt).astype(np.uint8)))
-    fig = prediction_grid(rows, titles=["a", "b"])
-    assert len(fig.axes) == 6
-    labels = {t.get_text() for t in fig.legends[0].get_texts()}
-    shown = {int(c) for _, gt, _ in rows for c in np.unique(gt)} | {0}
-    assert 255 in shown and "void (255)" in labels
-    assert labels == {t.get_label() for t in legend_handles(shown)}
 
 
 def test_cli_writes_palette_masks_and_overlays(trained_smoke, val_images, tmp_path):

@@ -13,7 +13,8 @@ from mmengine.hooks import Hook
 
 from helpers.checkpoint import UnsafeCheckpointError, find_checkpoint, load_checkpoint
 from helpers.config import CONFIG_NAME, build_config, save_config
-from helpers.train import build_runner, plot_curves, read_scalars, train
+from helpers.plotting import plot_curves
+from helpers.train import build_runner, read_scalars, train
 
 TINY = {  # a few iterations of the smoke preset: for mechanics, not for learning
     "train_cfg.max_iters": 4,
