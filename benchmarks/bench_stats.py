@@ -1,8 +1,9 @@
 """How long the class-statistics scan of notebook 01 takes over a VOC2012-sized split.
 
 VOC2012 has 2,913 segmentation masks (1,464 train + 1,449 val). The benchmark generates that
-many demo masks once into build/bench/ (VOC sizes, about a minute), then times `voc.scan_masks`
-over trainval (serial and with 2 worker processes) and the full `voc.check_dataset`.
+many demo masks once into build/bench/ (VOC sizes, about a minute), then times
+`voc_stats.scan_masks` over trainval (serial and with 2 worker processes) and the full
+`voc.check_dataset`.
 
     .venv/bin/python benchmarks/bench_stats.py [--quick]
 """
@@ -17,7 +18,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars off: the output is t
 
 from common import ROOT, emit, summarize, time_runs  # noqa: E402
 
-from helpers import voc  # noqa: E402
+from helpers import voc, voc_stats  # noqa: E402
 from helpers.demo_data import make_demo_dataset  # noqa: E402
 
 
@@ -38,8 +39,8 @@ def main() -> None:
     root = dataset(args.quick)
     n = len(voc.split_ids(root, "trainval"))
     runs = 1 if args.quick else args.runs
-    serial = time_runs(lambda: voc.scan_masks(root, "trainval", workers=1), runs)
-    parallel = time_runs(lambda: voc.scan_masks(root, "trainval", workers=2), runs)
+    serial = time_runs(lambda: voc_stats.scan_masks(root, "trainval", workers=1), runs)
+    parallel = time_runs(lambda: voc_stats.scan_masks(root, "trainval", workers=2), runs)
     check = time_runs(lambda: voc.check_dataset(root, splits=("train", "val"), workers=2), runs,
                       warmup=0)
     emit({

@@ -15,41 +15,30 @@ launch: it checks the launcher and the environment, picks the backend (``nccl`` 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS
+
+from helpers.config import set_norm_type
 
 __all__ = [
     "SUPPORTED_LAUNCHERS",
     "TORCHRUN_ENV",
     "BatchPlan",
     "LauncherError",
-    "ParamDigestHook",
     "batch_plan",
     "configure",
     "distribute_config",
     "launch_help",
-    "param_digest",
-    "set_norm_type",
     "torchrun_command",
 ]
 
 SUPPORTED_LAUNCHERS: tuple[str, ...] = ("none", "pytorch")
 # What torchrun exports to every process it starts (mmengine's init_dist reads them).
 TORCHRUN_ENV: tuple[str, ...] = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-# Normalisation layers that are batch norm under another name; others (GN, LN) are left alone.
-_BATCH_NORMS = frozenset({"BN", "BN2d", "SyncBN", "MMSyncBN"})
 
 
 class LauncherError(ValueError):
@@ -103,36 +92,6 @@ def _note(message: str) -> None:
     """Log once per job (rank 0): before the Runner exists every rank would print it."""
     if _rank() == 0:
         print_log(message, logger="current")
-
-
-def set_norm_type(cfg: Config, norm_type: str) -> int:
-    """Set every batch-norm ``norm_cfg`` in ``cfg.model`` (and ``cfg.norm_cfg``) to ``norm_type``.
-
-    mmseg configs name the normalisation layer in ``norm_cfg`` dicts (backbone, decode head,
-    auxiliary head); ``'SyncBN'`` computes batch statistics over all processes, ``'BN'`` over
-    the process's own mini-batch. Returns how many ``norm_cfg`` entries were changed.
-    """
-    changed = 0
-
-    def visit(node: Any) -> None:
-        nonlocal changed
-        if isinstance(node, Mapping):
-            norm = node.get("norm_cfg")
-            if isinstance(norm, Mapping) and norm.get("type") in _BATCH_NORMS:
-                if norm["type"] != norm_type:
-                    norm["type"] = norm_type
-                    changed += 1
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list | tuple):
-            for value in node:
-                visit(value)
-
-    visit(cfg.get("model"))
-    top = cfg.get("norm_cfg")
-    if isinstance(top, Mapping) and top.get("type") in _BATCH_NORMS:
-        top["type"] = norm_type
-    return changed
 
 
 @dataclass(frozen=True)
@@ -297,53 +256,3 @@ def configure(cfg: Config, launcher: str) -> Config:
         _init_gloo(cfg)
     _note(f"Distributed training: {batch_plan(cfg, world_size)}")
     return cfg
-
-
-def param_digest(tensors: Mapping[str, torch.Tensor]) -> str:
-    """Return a SHA-256 over names, dtypes, shapes and exact values of ``tensors``."""
-    sha = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        sha.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        sha.update(tensor.view(torch.uint8).numpy().tobytes())
-    return sha.hexdigest()
-
-
-@HOOKS.register_module()
-class ParamDigestHook(Hook):
-    """Write each rank's parameter digest, before and after training, to ``out_dir``.
-
-    A check for replica consistency, used only when a config asks for it:
-    ``custom_hooks=[dict(type="ParamDigestHook", out_dir=DIR)]`` (and
-    ``custom_imports=dict(imports=["helpers.distributed"])``). Each rank writes
-    ``DIR/rank{R}.json`` with ``world_size``, ``names`` (parameter names), ``before`` and
-    ``after`` digests (:func:`param_digest`); data parallelism is correct when every rank's
-    ``after`` is the same and equals the digest of the saved checkpoint's parameters.
-    """
-
-    priority = "VERY_LOW"
-
-    def __init__(self, out_dir: str) -> None:
-        self.out_dir = Path(out_dir)
-        self._before: str | None = None
-
-    @staticmethod
-    def _params(runner: Any) -> dict[str, torch.Tensor]:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        return dict(model.named_parameters())
-
-    def before_train(self, runner: Any) -> None:
-        self._before = param_digest(self._params(runner))
-
-    def after_train(self, runner: Any) -> None:
-        params = self._params(runner)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        record = {
-            "rank": runner.rank,
-            "world_size": runner.world_size,
-            "names": sorted(params),
-            "before": self._before,
-            "after": param_digest(params),
-        }
-        path = self.out_dir / f"rank{runner.rank}.json"
-        path.write_text(json.dumps(record))

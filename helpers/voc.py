@@ -2,19 +2,19 @@
 
 Introduced in notebook 01. The class names and palette are MMSegmentation's own
 (`mmseg.datasets.PascalVOCDataset.METAINFO`); they are read from mmseg the first time they are
-used, so `import helpers.voc` stays light (no torch) for code that only reads masks.
+used, so `import helpers.voc` stays light (no torch) for code that only reads masks. Their
+colours and the overlay rule live in `helpers.palette`, class statistics in `helpers.voc_stats`,
+the download in `helpers.downloads`.
 
-Nothing in this module writes under a dataset root: `check_dataset` and the scans only read, and
+Nothing in this module writes under a dataset root: `check_dataset` only reads, and
 `convert_rgb_masks` writes to a new folder.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import tarfile
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,14 +23,35 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from helpers.palette import IGNORE_INDEX, VOID_COLOR, lut
+
 if TYPE_CHECKING:
     import pandas as pd
 
-IGNORE_INDEX = 255
-"""Label of "void" pixels (object borders, difficult regions): ignored by the loss and metrics."""
-
-VOID_COLOR = (224, 224, 192)
-"""Colour of label 255 in the VOC devkit palette (the cream outline around objects)."""
+__all__ = [
+    "CLASSES",
+    "IGNORE_INDEX",
+    "IMAGE_DIR",
+    "IMAGE_SUFFIXES",
+    "MASK_DIR",
+    "NUM_CLASSES",
+    "PALETTE",
+    "SPLIT_DIR",
+    "VOID_COLOR",
+    "DatasetError",
+    "DatasetSummary",
+    "check_dataset",
+    "convert_rgb_masks",
+    "dataset_cfg",
+    "load_sample",
+    "progress_map",
+    "read_image",
+    "read_mask",
+    "save_mask",
+    "split_file",
+    "split_ids",
+    "voc_dataset",
+]
 
 NUM_CLASSES = 21
 
@@ -38,8 +59,8 @@ IMAGE_DIR = "JPEGImages"
 MASK_DIR = "SegmentationClass"
 SPLIT_DIR = "ImageSets/Segmentation"
 
-VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
-VOC_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+"""File endings read as images (prediction inputs, INT8 calibration folders)."""
 
 # Filled from mmseg on first access through the module-level __getattr__ below.
 CLASSES: tuple[str, ...]
@@ -67,18 +88,10 @@ class DatasetError(ValueError):
     """A dataset on disk is not usable; the message names the file and says how to fix it."""
 
 
-def palette_lut() -> np.ndarray:
-    """(256, 3) uint8 colour table: the 21 VOC colours, VOID_COLOR at 255, black elsewhere."""
-    lut = np.zeros((256, 3), np.uint8)
-    lut[:NUM_CLASSES] = np.asarray(_metainfo()[1], np.uint8)
-    lut[IGNORE_INDEX] = VOID_COLOR
-    return lut
-
-
 def save_mask(mask: np.ndarray, path: str | Path) -> Path:
     """Write class ids as a palette ("P" mode) PNG with the VOC palette, as VOC stores masks."""
     img = Image.fromarray(np.asarray(mask, np.uint8))  # "L"; putpalette makes it "P"
-    img.putpalette(palette_lut().ravel().tolist())
+    img.putpalette(lut().ravel().tolist())
     img.save(path)
     return Path(path)
 
@@ -137,21 +150,24 @@ def split_ids(root: str | Path, split: str) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+def dataset_cfg(root: str | Path, split: str, pipeline: list | tuple = ()) -> dict:
+    """The config dict of mmseg's `PascalVOCDataset` for one split of a VOC root."""
+    return dict(
+        type="PascalVOCDataset",
+        data_root=str(root),
+        data_prefix=dict(img_path=IMAGE_DIR, seg_map_path=MASK_DIR),
+        ann_file=f"{SPLIT_DIR}/{split}.txt",
+        pipeline=list(pipeline),
+    )
+
+
 def voc_dataset(root: str | Path, split: str, pipeline: list | tuple = ()) -> Any:
     """mmseg's `PascalVOCDataset` for one split, built through the DATASETS registry."""
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
 
     register_all_modules(init_default_scope=False)
-    return DATASETS.build(
-        dict(
-            type="PascalVOCDataset",
-            data_root=str(root),
-            data_prefix=dict(img_path=IMAGE_DIR, seg_map_path=MASK_DIR),
-            ann_file=f"{SPLIT_DIR}/{split}.txt",
-            pipeline=list(pipeline),
-        )
-    )
+    return DATASETS.build(dataset_cfg(root, split, pipeline))
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +231,7 @@ def _check_pair(pair: tuple[str, str]) -> list[str]:
     return problems
 
 
-def _map(fn: Any, items: list, desc: str, workers: int | None) -> list:
+def progress_map(fn: Callable, items: list, desc: str, workers: int | None) -> list:
     """`fn` over `items` with a tqdm bar; in `workers` processes for long lists."""
     if workers is None:
         workers = 2 if len(items) >= 256 else 1
@@ -244,7 +260,7 @@ def check_dataset(
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(
-            f"{root}: dataset root not found. Download VOC2012 (helpers.voc.download_voc) or "
+            f"{root}: dataset root not found. Download VOC2012 (helpers.downloads.download_voc) or "
             "create the synthetic demo set (helpers.demo_data.ensure_dataset), or fix VOC_ROOT."
         )
     for sub in (IMAGE_DIR, MASK_DIR):
@@ -267,7 +283,7 @@ def check_dataset(
             for info in (ds.get_data_info(i) for i in range(len(ds)))
         }
     )
-    results = _map(_check_pair, pairs, f"checking {root.name}", workers)
+    results = progress_map(_check_pair, pairs, f"checking {root.name}", workers)
     problems = [p for found in results for p in found]
     if problems:
         more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
@@ -297,8 +313,8 @@ def convert_rgb_masks(src_dir: str | Path, out_dir: str | Path) -> Path:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise DatasetError(f"{out_dir}: folder is not empty; choose a new folder for the output")
     out_dir.mkdir(parents=True, exist_ok=True)
-    lut = palette_lut().astype(np.int64)
-    code_to_id = {int(c): i for i, c in enumerate(lut @ [65536, 256, 1]) if i < NUM_CLASSES}
+    table = lut().astype(np.int64)
+    code_to_id = {int(c): i for i, c in enumerate(table @ [65536, 256, 1]) if i < NUM_CLASSES}
     code_to_id[int(np.dot(VOID_COLOR, [65536, 256, 1]))] = IGNORE_INDEX
     for path in tqdm(sorted(src_dir.glob("*.png")), desc="converting masks"):
         with Image.open(path) as img:
@@ -315,86 +331,3 @@ def convert_rgb_masks(src_dir: str | Path, out_dir: str | Path) -> Path:
         ids = np.array([code_to_id[int(c)] for c in uniq], np.uint8)[inverse]
         save_mask(ids.reshape(codes.shape), out_dir / path.name)
     return out_dir
-
-
-# --------------------------------------------------------------------------------------------
-# Scanning masks for statistics
-
-
-def _mask_histogram(path: str) -> tuple[int, int, np.ndarray]:
-    mask = read_mask(path)
-    return mask.shape[0], mask.shape[1], np.bincount(mask.ravel(), minlength=256)
-
-
-def scan_masks(root: str | Path, split: str, workers: int | None = None) -> pd.DataFrame:
-    """One row per mask of a split (ids from mmseg's `PascalVOCDataset`): height, width and the
-    pixel count of every class and of void. The input for all class statistics."""
-    import pandas as pd
-
-    dataset = voc_dataset(root, split)
-    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-    hists = _map(_mask_histogram, [d["seg_map_path"] for d in infos], f"scanning {split}", workers)
-    counts = np.array([h[2] for h in hists], np.int64).reshape(len(hists), 256)
-    table = pd.DataFrame(
-        np.concatenate([counts[:, :NUM_CLASSES], counts[:, [IGNORE_INDEX]]], axis=1),
-        columns=[*_metainfo()[0], "void"],
-    )
-    table.insert(0, "width", [h[1] for h in hists])
-    table.insert(0, "height", [h[0] for h in hists])
-    table.insert(0, "id", [Path(d["seg_map_path"]).stem for d in infos])
-    return table
-
-
-def class_statistics(scan: pd.DataFrame) -> pd.DataFrame:
-    """Per class (and void): pixel count, share of all pixels (%) and number of images."""
-    import pandas as pd
-
-    names = [*_metainfo()[0], "void"]
-    pixels = scan[names].sum()
-    return pd.DataFrame(
-        {
-            "pixels": pixels,
-            "pixel_share_%": 100 * pixels / pixels.sum(),
-            "images": (scan[names] > 0).sum(),
-        }
-    ).rename_axis("class")
-
-
-def foreground_ids(scan: pd.DataFrame) -> list[str]:
-    """Ids of the masks that contain at least one object pixel (a class other than background)."""
-    return scan.loc[scan[list(_metainfo()[0][1:])].sum(axis=1) > 0, "id"].tolist()
-
-
-# --------------------------------------------------------------------------------------------
-# Downloading the real dataset (Colab / a machine with internet; never run in CI)
-
-
-def download_voc(dest: str | Path = "data") -> Path:
-    """Download VOC2012 trainval (2 GB), check its md5 and extract it under `dest`.
-
-    Returns the VOC root `dest/VOCdevkit/VOC2012`. An existing complete download is reused.
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    tar_path = dest / Path(VOC_URL).name
-    if not tar_path.is_file():
-        partial = tar_path.with_suffix(".part")
-        with urllib.request.urlopen(VOC_URL, timeout=30) as resp, partial.open("wb") as out:
-            total = int(resp.headers.get("Content-Length", 0)) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=tar_path.name) as bar:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        partial.rename(tar_path)
-    md5 = hashlib.md5()
-    with tar_path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            md5.update(chunk)
-    if md5.hexdigest() != VOC_MD5:
-        raise DatasetError(
-            f"{tar_path}: md5 {md5.hexdigest()} != {VOC_MD5}; the download is corrupt. "
-            "Delete the file and run download_voc again."
-        )
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(dest, filter="data")
-    return dest / "VOCdevkit" / "VOC2012"

@@ -14,6 +14,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 from helpers import config as hc
+from helpers import downloads
 from helpers.config import (
     OFFICIAL_CONFIG,
     build_config,
@@ -24,6 +25,7 @@ from helpers.config import (
     save_config,
     unexplained_official_differences,
 )
+from helpers.config import build as config_build
 from helpers.voc import DatasetError
 
 SEED_TRAIN_PIPELINE = [  # the homework's config cell, "修改配置文件"
@@ -58,7 +60,7 @@ def test_mmseg_ships_the_base_configs():
 def test_seed_preset_is_the_homework_recipe(demo_root, tmp_path, monkeypatch):
     ckpt = tmp_path / "cityscapes.pth"
     ckpt.write_bytes(b"")  # only its existence matters to the builder
-    monkeypatch.setattr(hc, "pretrained_path", lambda dest=None: ckpt)
+    monkeypatch.setattr(config_build, "pretrained_path", lambda dest=None: ckpt)
     cfg = build_config("seed", demo_root, tmp_path / "wd")
     assert cfg.load_from == str(ckpt)
     assert tuple(cfg.crop_size) == (256, 256)
@@ -89,13 +91,13 @@ def test_seed_preset_is_the_homework_recipe(demo_root, tmp_path, monkeypatch):
 
 def test_seed_preset_offline_says_so_and_starts_from_scratch(demo_root, tmp_path, monkeypatch,
                                                              capsys):
-    monkeypatch.setattr(hc, "pretrained_path", lambda dest=None: tmp_path / "absent.pth")
+    monkeypatch.setattr(config_build, "pretrained_path", lambda dest=None: tmp_path / "absent.pth")
     with pytest.warns(UserWarning, match="absent.pth: training starts FROM SCRATCH"):
         cfg = build_config("seed", demo_root, tmp_path)
     assert cfg.load_from is None and cfg.model.pretrained is None
     # fetching offline says so (an unroutable address answers at once) and returns None
-    monkeypatch.setattr(hc, "PRETRAINED_URL", "http://127.0.0.1:9/x-2376f12b.pth")
-    assert hc.fetch_pretrained(tmp_path / "checkpoints", timeout=2) is None
+    monkeypatch.setattr(downloads, "PRETRAINED_URL", "http://127.0.0.1:9/x-2376f12b.pth")
+    assert downloads.fetch_pretrained(tmp_path / "checkpoints", timeout=2) is None
     assert "OFFLINE" in capsys.readouterr().out
     assert not (tmp_path / "checkpoints").exists()
     with pytest.raises(FileNotFoundError, match="nope.pth.*load_from=None"):

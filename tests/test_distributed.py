@@ -1,4 +1,4 @@
-"""Distributed training (issue 7): configure() on real mmseg configs, and a real 2-process run.
+"""Distributed training: configure() on real mmseg configs, and a real 2-process run.
 
 The 2-process test starts ``torchrun --standalone --nproc_per_node=2 -m helpers.train`` on the
 demo data: the command a student runs on two GPUs, here on CPUs with the gloo backend.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from digest_hook import param_digest  # tests/ is on sys.path: a test-only mmengine hook
 from mmengine.config import Config
 
 from helpers.checkpoint import load_checkpoint
@@ -26,7 +27,6 @@ from helpers.distributed import (
     batch_plan,
     configure,
     distribute_config,
-    param_digest,
     torchrun_command,
 )
 
@@ -215,13 +215,14 @@ def two_process_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -
             "val_dataloader.num_workers": 0,
             "val_dataloader.persistent_workers": False,
             "load_from": None,
-            "custom_imports": dict(imports=["helpers.distributed"], allow_failed_imports=False),
+            "custom_imports": dict(imports=["digest_hook"], allow_failed_imports=False),
             "custom_hooks": [dict(type="ParamDigestHook", out_dir=str(digests))],
         },
     )
     config = save_config(cfg, base / "dist_smoke.py")
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
     env["MPLBACKEND"] = "Agg"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd += ["-m", "helpers.train", "--config", str(config), "--launcher", "pytorch"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -1,5 +1,5 @@
-"""helpers.plotting: the overlay blend, legends of present classes, the figures (each returns a
-Figure with the expected panels) and the augmentation preview through mmseg's transforms."""
+"""helpers.plotting: legends of present classes, the figures (each returns a Figure with the
+expected panels) and the augmentation preview through mmseg's transforms."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import matplotlib
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from PIL import Image
 
-from helpers import plotting, voc
+from helpers import palette, plotting, voc, voc_stats
 
 matplotlib.use("Agg")
 
@@ -41,29 +42,6 @@ def legend_labels(fig: Figure) -> list[str]:
     return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
 
 
-def test_overlay_blend(sample: tuple[np.ndarray, np.ndarray]) -> None:
-    image, mask = sample
-    assert np.array_equal(plotting.overlay(image, mask, opacity=0.0), image)
-    full = plotting.overlay(image, mask, opacity=1.0)
-    assert np.array_equal(full, plotting.colorize(mask))
-    assert tuple(full[0, 0]) == voc.VOID_COLOR  # void drawn near-white, not black
-    assert tuple(full[1, 1]) == tuple(voc.PALETTE[15])
-    half = plotting.overlay(image, mask, opacity=0.5)
-    assert half.dtype == np.uint8 and half.shape == image.shape
-    expected = np.rint(0.5 * image[5, 6].astype(float) + 0.5 * np.array(voc.PALETTE[8]))
-    assert np.array_equal(half[5, 6], expected)
-
-
-def test_overlay_with_own_palette_and_bad_input(sample: tuple[np.ndarray, np.ndarray]) -> None:
-    image, mask = sample
-    palette = [[10, 20, 30]] * 21
-    assert tuple(plotting.overlay(image, mask, 1.0, palette=palette)[2, 2]) == (10, 20, 30)
-    with pytest.raises(ValueError, match="differ in size"):
-        plotting.overlay(image, mask[:-1])
-    with pytest.raises(ValueError, match="opacity"):
-        plotting.overlay(image, mask, opacity=1.5)
-
-
 def test_legend_lists_only_present_classes(sample: tuple[np.ndarray, np.ndarray]) -> None:
     _, mask = sample
     handles = plotting.legend_handles(np.unique(mask))
@@ -76,7 +54,7 @@ def test_show_image_and_mask(demo_root: Path) -> None:
     image, mask = voc.load_sample(demo_root, image_id)
     fig = plotting.show_image_and_mask(image, mask, opacity=0.3, title=image_id)
     assert isinstance(fig, Figure) and len(fig.axes) == 3
-    assert np.array_equal(fig.axes[1].images[0].get_array(), plotting.colorize(mask))
+    assert np.array_equal(fig.axes[1].images[0].get_array(), palette.colorize(mask))
     present = {voc.CLASSES[i] for i in np.unique(mask) if i < 21}
     labels = legend_labels(fig)
     assert {label.split(" ", 1)[1] for label in labels if label[0].isdigit()} == present
@@ -94,8 +72,8 @@ def test_overlay_grid(demo_root: Path) -> None:
 
 
 def test_statistics_figures(demo_root: Path) -> None:
-    scan = voc.scan_masks(demo_root, "train", workers=1)
-    stats = voc.class_statistics(scan)
+    scan = voc_stats.scan_masks(demo_root, "train", workers=1)
+    stats = voc_stats.class_statistics(scan)
     fig = plotting.plot_class_statistics(stats, title="train")
     assert len(fig.axes) == 2
     widths = [p.get_width() for p in fig.axes[1].patches]
@@ -119,3 +97,17 @@ def test_augmentation_preview_runs_the_pipeline(demo_root: Path) -> None:
         assert max(top.shape[:2]) <= 96  # cropped by RandomCrop
     assert any(not np.array_equal(tops[0], t) for t in tops[1:])  # random draws differ
     assert TRAIN_PIPELINE[-1] == dict(type="PackSegInputs")  # caller's list untouched
+
+
+def test_prediction_grid_has_one_row_per_image(demo_root: Path) -> None:
+    rows = []
+    for image_id in voc.split_ids(demo_root, "val")[:2]:
+        image = np.array(Image.open(demo_root / "JPEGImages" / f"{image_id}.jpg").convert("RGB"))
+        gt = voc.read_mask(demo_root / "SegmentationClass" / f"{image_id}.png")
+        rows.append((image, gt, np.where(gt == 255, 0, gt).astype(np.uint8)))
+    fig = plotting.prediction_grid(rows, titles=["a", "b"])
+    assert len(fig.axes) == 6
+    labels = {t.get_text() for t in fig.legends[0].get_texts()}
+    shown = {int(c) for _, gt, _ in rows for c in np.unique(gt)} | {0}
+    assert 255 in shown and "void (255)" in labels
+    assert labels == {t.get_label() for t in plotting.legend_handles(shown)}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import voc
+from helpers import downloads, palette, voc, voc_stats
 from helpers.voc import DatasetError
 
 
@@ -66,7 +66,7 @@ def test_read_mask_gives_ids_where_cv2_gives_colours(demo_root: Path) -> None:
     assert set(np.unique(ids).tolist()) <= set(range(21)) | {255}
     # The palette maps each id to the colour a viewer (and cv2.imread) shows.
     bgr = cv2.imread(str(path))
-    assert np.array_equal(voc.palette_lut()[ids], bgr[..., ::-1])
+    assert np.array_equal(palette.lut()[ids], bgr[..., ::-1])
     assert not np.array_equal(bgr[..., 0], ids)
 
 
@@ -134,7 +134,7 @@ def test_rgb_mask_and_its_conversion(copy_root: Path, tmp_path: Path) -> None:
     image_id = first_id(copy_root)
     path = copy_root / voc.MASK_DIR / f"{image_id}.png"
     ids = voc.read_mask(path)
-    Image.fromarray(voc.palette_lut()[ids]).save(path)  # what a careless export writes
+    Image.fromarray(palette.lut()[ids]).save(path)  # what a careless export writes
     check_fails(copy_root, f"{image_id}.png", "RGB", "convert_rgb_masks")
     with pytest.raises(DatasetError, match="RGB"):
         voc.read_mask(path)
@@ -195,7 +195,7 @@ def test_split_ids(demo_root: Path) -> None:
 
 
 def test_scan_and_class_statistics(demo_root: Path) -> None:
-    scan = voc.scan_masks(demo_root, "train", workers=1)
+    scan = voc_stats.scan_masks(demo_root, "train", workers=1)
     ids = voc.split_ids(demo_root, "train")
     assert scan["id"].tolist() == ids
     names = [*voc.CLASSES, "void"]
@@ -207,19 +207,19 @@ def test_scan_and_class_statistics(demo_root: Path) -> None:
         assert row.void == int((mask == 255).sum())
     assert (scan[names].sum(axis=1) == scan["height"] * scan["width"]).all()
 
-    stats = voc.class_statistics(scan)
+    stats = voc_stats.class_statistics(scan)
     assert list(stats.index) == names
     assert stats["pixel_share_%"].sum() == pytest.approx(100)
     assert stats.loc["person", "images"] == (scan["person"] > 0).sum()
     assert stats.loc["sheep", "images"] == 0  # not drawn by the demo generator
 
-    parallel = voc.scan_masks(demo_root, "train", workers=2)
+    parallel = voc_stats.scan_masks(demo_root, "train", workers=2)
     assert parallel.equals(scan)
 
 
 def test_foreground_ids(demo_root: Path) -> None:
-    scan = voc.scan_masks(demo_root, "trainval", workers=1)
-    fg = voc.foreground_ids(scan)
+    scan = voc_stats.scan_masks(demo_root, "trainval", workers=1)
+    fg = voc_stats.foreground_ids(scan)
     for image_id in scan["id"]:
         mask = voc.read_mask(demo_root / voc.MASK_DIR / f"{image_id}.png")
         has_object = bool(((mask > 0) & (mask < 255)).any())
@@ -238,9 +238,9 @@ def test_voc_dataset_is_mmseg(demo_root: Path) -> None:
 
 def test_download_voc_rejects_a_corrupt_archive(tmp_path: Path) -> None:
     # A tar already at the destination is reused (no network); its md5 is checked first.
-    fake = tmp_path / Path(voc.VOC_URL).name
+    fake = tmp_path / Path(downloads.VOC_URL).name
     with tarfile.open(fake, "w") as tar:
         tar.add(__file__, arcname="VOCdevkit/VOC2012/readme.txt")
     with pytest.raises(DatasetError, match="md5"):
-        voc.download_voc(tmp_path)
+        downloads.download_voc(tmp_path)
     assert not (tmp_path / "VOCdevkit").exists()
