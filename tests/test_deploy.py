@@ -21,15 +21,16 @@ from helpers.deploy import DeployError
 @pytest.fixture(scope="module")
 def graphs(trained_smoke, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The trained smoke model exported twice: with pre/postprocessing in the graph, and raw."""
-    from helpers import export
+    from helpers.checkpoint import init_model
+    from helpers.onnx import export_onnx
 
-    model = export.load_segmentor(trained_smoke.config_path, trained_smoke.checkpoint)
+    model = init_model(trained_smoke.config_path, trained_smoke.checkpoint).eval()
     out = tmp_path_factory.mktemp("deploy")
     sizes = [(128, 171), (97, 131)]
     return {
-        "deploy": export.export_onnx(model, out / "deploy.onnx", preprocess=True,
-                                     postprocess=True, verify_sizes=sizes).path,
-        "raw": export.export_onnx(model, out / "raw.onnx", verify_sizes=sizes).path,
+        "deploy": export_onnx(model, out / "deploy.onnx", preprocess=True, postprocess=True,
+                              verify_sizes=sizes).path,
+        "raw": export_onnx(model, out / "raw.onnx", verify_sizes=sizes).path,
     }
 
 
@@ -132,7 +133,7 @@ def test_unreadable_image_file_is_named(graphs: dict[str, Path], tmp_path: Path)
 
 
 def test_missing_model_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"nope\.onnx.*python -m helpers\.export"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.onnx.*python -m helpers\.onnx"):
         deploy.make_session(tmp_path / "nope.onnx")
 
 
