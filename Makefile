@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine (see README "Quick start"):
 #   make run    execute every notebook, top to bottom, into build/notebooks/
 #   make test   unit tests, nbval over every notebook (SMOKE=1), ruff, no-output check
+# Teachers (source/README.md): `make assign` makes the student release in notebooks/ from the
+# instructor notebooks in source/voc/; `make grade SUBMITTED=DIR OUT=FILE` autogrades hand-ins.
 # Both create the virtual environment in .venv/ when it is missing.
 
 # The Python of a new .venv: the newest supported one present, 3.12 then 3.11, on PATH or installed
@@ -13,10 +15,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+# nbgrader runs the `alembic` CLI: the venv's bin/ must be on PATH for it.
+VENV_PATH := PATH="$(abspath $(VENV))/bin:$$PATH"
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: env run test lint check-outputs bench clean-env strip colab-setup
+.PHONY: env run test lint check-outputs bench clean-env strip colab-setup assign grade
 env: $(STAMP)
 
 # Stage 1 installs torch and mmcv's build tools; stage 2 builds mmcv against that torch
@@ -38,21 +42,45 @@ $(STAMP): requirements-build.txt requirements.txt pyproject.toml
 run: $(STAMP)
 	$(PY) -m helpers.run_notebooks
 
-# Tests: unit tests of helpers, then nbval over every notebook in order, all in smoke mode on a
+# Tests: unit tests of helpers (tests/test_assignments.py and tests/test_grading.py prove the
+# assignments honest: the release equals `make assign`'s, every graded cell fails unanswered,
+# solution full marks, blank 0, a plausible wrong answer less), nbval over every release notebook
+# in order (blank answers must not break the lesson), then nbval over the instructor notebooks
+# with COURSE_CHECKS=strict (every check passes with the solutions). All in smoke mode on a
 # fresh demo dataset under build/smoke/ (a real VOC2012 in data/ is never touched by tests).
 SMOKE_ENV := SMOKE=1 VOC_ROOT=build/smoke/VOCdevkit/VOC2012 WORK_DIR=build/smoke/work_dirs/pspnet_voc12
 test: $(STAMP) check-outputs lint
 	rm -rf build/smoke
-	$(SMOKE_ENV) $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(SMOKE_ENV) $(VENV_PATH) $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(SMOKE_ENV) WORK_DIR=build/smoke/work_dirs/source COURSE_CHECKS=strict \
+	  $(PY) -m pytest source/voc --nbval-lax --nbval-current-env -p no:cacheprovider
+
+# The student release: badges and Colab cells from pyproject's Repository URL, then nbgrader's
+# generate_assignment of source/voc/ copied to notebooks/ (commit both).
+assign: $(STAMP)
+	$(VENV_PATH) $(PY) -m helpers.assignments assign
+
+# make grade SUBMITTED=DIR OUT=FILE [FEEDBACK=DIR] [CELL_TIMEOUT=s] [NOTEBOOK_TIMEOUT=s]
+# DIR/STUDENT/NN_name.ipynb → OUT (CSV student,notebook,score,max_score) + HTML feedback per
+# student (FEEDBACK, default feedback/ beside OUT). SMOKE, VOC_ROOT, WORK_DIR reach the notebooks.
+CELL_TIMEOUT ?= 600
+NOTEBOOK_TIMEOUT ?= 3600
+grade: $(STAMP)
+	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make grade SUBMITTED=DIR OUT=FILE" \
+	  "[FEEDBACK=DIR] [CELL_TIMEOUT=600] [NOTEBOOK_TIMEOUT=3600]"; exit 1; }
+	$(VENV_PATH) $(PY) -m helpers.grading "$(SUBMITTED)" "$(OUT)" $(if $(FEEDBACK),--feedback "$(FEEDBACK)") \
+	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT)
 
 lint: $(STAMP)
-	$(PY) -m ruff check helpers tests notebooks benchmarks
+	$(PY) -m ruff check helpers tests notebooks benchmarks source
 
 check-outputs: $(STAMP)
 	$(PY) -m helpers.notebook_tools check notebooks
+	$(PY) -m helpers.notebook_tools check source/voc
 
 strip: $(STAMP)
 	$(PY) -m helpers.notebook_tools strip notebooks
+	$(PY) -m helpers.notebook_tools strip source/voc
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -23,5 +23,8 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(
 # raises and prints nothing, so "Run All" on a fresh release reaches the end of every notebook.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\npass"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# `nbgrader validate` and `autograde` interrupt a cell after this many seconds (`make grade` sets
+# its own CELL_TIMEOUT); smoke-mode training cells need more than nbgrader's default of 30.
+c.Execute.timeout = 600
 # A student who deletes a test cell is graded with the instructor's cell all the same.
 c.OverwriteCells.add_missing_cells = True

@@ -169,7 +169,10 @@ def release_differences(root: Path | None = None) -> list[str]:
 
 
 def assign(root: Path | None = None) -> list[Path]:
-    """Sync URLs in source/voc/*.ipynb and README.md, generate the release, copy to notebooks/."""
+    """Sync URLs in source/voc/*.ipynb and README.md, generate the release, copy to notebooks/.
+
+    A notebook in notebooks/ without an instructor source only gets its URLs updated.
+    """
     root = root or repo_root()
     url = repo_url(root)
     sources = sorted((root / "source" / ASSIGNMENT).glob("[0-9][0-9]_*.ipynb"))
@@ -190,8 +193,11 @@ def assign(root: Path | None = None) -> list[Path]:
         print(f"released notebooks/{path.name}")
     for path in sorted((root / "notebooks").glob("*.ipynb")):
         if not (root / "source" / ASSIGNMENT / path.name).exists():
+            nb = nbformat.read(path, as_version=4)
+            if sync_notebook(nb, path.name, url):
+                nbformat.write(nb, path)
             print(f"warning: notebooks/{path.name} has no instructor source in "
-                  f"source/{ASSIGNMENT}/; left as it is", file=sys.stderr)
+                  f"source/{ASSIGNMENT}/: only its URLs were updated", file=sys.stderr)
     return made
 
 

@@ -105,19 +105,35 @@ def test_the_course_notebooks_are_committed_clean():
     assert {p.name: notebook_tools.dirty_cells(p) for p in paths} == {p.name: [] for p in paths}
 
 
-def test_every_notebook_follows_the_template():
-    for path in notebook_tools.notebooks_in(env.repo_root() / "notebooks"):
-        nb = nbformat.read(path, as_version=4)
-        first = nb.cells[0].source
-        assert first.startswith(f"# {path.name[:2]} · ") and "colab-badge.svg" in first, path
-        assert path.stem in first and "Learning goals" in first, path
-        code = [c for c in nb.cells if c.cell_type == "code"]
-        assert '"google.colab" in sys.modules' in code[0].source, path
-        assert f'setup_notebook("{path.stem}")' in code[1].source, path
-        params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-        assert len(params) == 1 and "SMOKE" in params[0].source, path
-        assert any(c.source.startswith("## Exercises") for c in nb.cells), path
-        assert "assert " in code[-1].source, path  # the exercises end in a self-check
+INSTRUCTOR = sorted((env.repo_root() / "source" / "voc").glob("[0-9][0-9]_*.ipynb"))
+RELEASE = sorted((env.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", INSTRUCTOR, ids=lambda p: p.stem)
+def test_every_instructor_notebook_follows_the_template(path):
+    nb = nbformat.read(path, as_version=4)
+    first = nb.cells[0].source
+    assert first.startswith(f"# {path.name[:2]} · ") and "colab-badge.svg" in first
+    assert f"/notebooks/{path.name})" in first and "Learning goals" in first
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "colab" in code[0].metadata.get("tags", [])
+    assert '"google.colab" in sys.modules' in code[0].source
+    assert f'setup_notebook("{path.stem}")' in code[1].source
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "SMOKE" in params[0].source
+    tasks = notebook_tools.graded_cells(path)
+    assert len(tasks) >= (1 if path.name.startswith("00_") else 3), "too few graded tasks"
+    assert all(points > 0 for points in tasks.values())
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"]
+    assert headings[-2:] == ["## Summary", "## Further reading"]
+
+
+@pytest.mark.parametrize("path", RELEASE, ids=lambda p: p.stem)
+def test_every_release_notebook_comes_from_an_instructor_notebook(path):
+    assert (env.repo_root() / "source" / "voc" / path.name).is_file(), \
+        f"notebooks/{path.name} has no instructor notebook in source/voc/ (see source/README.md)"
+    text = path.read_text()
+    assert [m for m in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS") if m in text] == []
 
 
 def test_run_notebooks_executes_in_order_and_stops_on_error(tmp_path):

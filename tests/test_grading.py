@@ -1,0 +1,178 @@
+"""`make grade` (helpers.grading) with nbgrader's real autograder and sqlite gradebook.
+
+Per instructor notebook, three students hand in: `solution` (the instructor notebook: full
+marks), `blank` (the release: 0) and `wrong` (the solution with every plausible wrong answer of
+tests/wrong_answers/NN_name.py: the test cell after each of them fails). `tamper` edits and deletes
+test cells of notebook 00. A toy course shows that hanging, crashing and raising hand-ins get a
+score and a message while grading goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import runpy
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import grading
+from helpers.env import repo_root
+
+ROOT = repo_root()
+SOURCES = sorted(p.stem for p in (ROOT / "source" / "voc").glob("[0-9][0-9]_*.ipynb"))
+
+
+def wrong_answers(name: str) -> dict[str, str]:
+    path = ROOT / "tests" / "wrong_answers" / f"{name}.py"
+    assert path.is_file(), f"{path} is missing: every notebook needs plausible wrong answers"
+    return runpy.run_path(str(path))["WRONG_ANSWERS"]
+
+
+def _replace(nb, answers: dict[str, str]):
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id].strip("\n")
+    return nb
+
+
+def _tests_after(nb, grade_id: str) -> list[str]:
+    """grade_ids of the test cells between answer cell `grade_id` and the next answer cell."""
+    meta = [c.metadata.get("nbgrader", {}) for c in nb.cells]
+    start = next(i for i, m in enumerate(meta) if m.get("grade_id") == grade_id)
+    tests = []
+    for m in meta[start + 1:]:
+        if m.get("solution"):
+            break
+        if m.get("grade"):
+            tests.append(m["grade_id"])
+    return tests
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, demo_root):
+    """Grade solution, blank, wrong (every notebook) and tamper (00) once, in smoke mode."""
+    base = tmp_path_factory.mktemp("grading")
+    submitted = base / "submitted"
+    for name in SOURCES:
+        source = nbformat.read(ROOT / "source" / "voc" / f"{name}.ipynb", as_version=4)
+        release = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        for student, nb in (("solution", source), ("blank", release),
+                            ("wrong", _replace(source, wrong_answers(name)))):
+            (submitted / student).mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, submitted / student / f"{name}.ipynb")
+    # tamper: a wrong answer whose test cell is edited to pass, and the other test cells deleted
+    nb = _replace(nbformat.read(ROOT / "source" / "voc" / "00_environment.ipynb", as_version=4),
+                  {"voc_configs": wrong_answers("00_environment")["voc_configs"],
+                   "voc_configs_test": "find_voc_configs = voc_configs  # always passes"})
+    nb.cells = [c for c in nb.cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") not in
+                ("mmcv_accepted_test", "voc_head_test")]
+    (submitted / "tamper").mkdir()
+    nbformat.write(nb, submitted / "tamper" / "00_environment.ipynb")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SMOKE", "1")
+        mp.setenv("VOC_ROOT", str(demo_root))
+        mp.setenv("WORK_DIR", str(base / "work_dirs"))
+        results = grading.grade(submitted, base / "out" / "grades.csv", course=base / "course",
+                                cell_timeout=900, notebook_timeout=1800)
+    return base, {(r.student, r.notebook): r for r in results}
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_solution_scores_full_marks_blank_zero_wrong_less(graded, name):
+    _, results = graded
+    solution, blank, wrong = (results[s, name] for s in ("solution", "blank", "wrong"))
+    assert solution.max_score > 0 and solution.score == solution.max_score, solution
+    assert blank.score == 0 and blank.max_score == solution.max_score, blank
+    assert wrong.score < wrong.max_score, wrong
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_each_plausible_wrong_answer_fails_its_own_test(graded, name):
+    _, results = graded
+    source = nbformat.read(ROOT / "source" / "voc" / f"{name}.ipynb", as_version=4)
+    wrong = wrong_answers(name)
+    solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+                 if c.metadata.get("nbgrader", {}).get("solution")}
+    assert wrong and set(wrong) <= set(solutions), f"unknown answer cells in {name}'s fixture"
+    for grade_id in wrong:
+        tests = _tests_after(source, grade_id)
+        assert tests, f"{name}: no test cell after answer cell {grade_id}"
+        assert set(tests) <= set(results["wrong", name].failed), (grade_id, results["wrong", name])
+
+
+def test_the_csv_and_the_feedback(graded):
+    base, results = graded
+    with (base / "out" / "grades.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["student", "notebook", "score", "max_score"]
+    assert {(r["student"], r["notebook"]): (float(r["score"]), float(r["max_score"]))
+            for r in rows} == {k: (r.score, r.max_score) for k, r in results.items()}
+    html = (base / "out" / "feedback" / "blank" / "00_environment.html").read_text()
+    assert "00_environment" in html and "not answered yet" in html
+    assert all((base / "out" / "feedback" / s / f"{n}.html").is_file() for s, n in results
+               if s != "tamper" or n == "00_environment")
+
+
+def test_edited_and_deleted_test_cells_are_graded_with_the_instructors(graded):
+    """The edited cell would pass and the deleted ones would be missing: both are restored."""
+    _, results = graded
+    tamper = results["tamper", "00_environment"]
+    assert tamper.failed == ("voc_configs_test",), tamper
+    assert tamper.score == tamper.max_score - 1  # voc_configs_test is worth 1 of 4 points
+    assert all(r.message == "not handed in" for (s, n), r in results.items()
+               if s == "tamper" and n != "00_environment")
+
+
+TOY_ANSWER = {"solution": True, "grade": False, "locked": False, "grade_id": "double",
+              "schema_version": 3}
+TOY_TEST = {"solution": False, "grade": True, "locked": True, "points": 2,
+            "grade_id": "double_test", "schema_version": 3}
+
+
+def _toy(path: Path, answer: str, extra: tuple[str, ...] = ()) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    cells = [nbformat.v4.new_code_cell("from helpers.tasks import answered, check"),
+             nbformat.v4.new_code_cell(answer),
+             *(nbformat.v4.new_code_cell(code) for code in extra),
+             nbformat.v4.new_code_cell(
+                 "def _ok(f):\n    return [] if answered(f(3)) == 6 else ['f(3) is wrong']\n"
+                 "twice = check('double', double, _ok)\n### BEGIN HIDDEN TESTS\n"
+                 "assert double(5) == 10\n### END HIDDEN TESTS")]
+    cells[1].metadata["nbgrader"] = TOY_ANSWER
+    cells[-1].metadata["nbgrader"] = TOY_TEST
+    nb.cells = cells
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def test_hanging_crashing_and_raising_hand_ins_get_a_score_and_a_message(tmp_path):
+    solution = "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
+    for name in ("00_hang", "01_crash", "02_raise", "03_slow"):
+        _toy(tmp_path / "source" / f"{name}.ipynb", solution)
+    sub = tmp_path / "submitted"
+    _toy(sub / "mallory" / "00_hang.ipynb", "def double(x):\n    while True:\n        pass")
+    _toy(sub / "mallory" / "01_crash.ipynb", "import os\nos._exit(1)")
+    _toy(sub / "mallory" / "02_raise.ipynb", "raise RuntimeError('boom')")
+    _toy(sub / "mallory" / "03_slow.ipynb", "def double(x):\n    return 2 * x",
+         extra=("import time\ntime.sleep(3)",) * 8)
+    _toy(sub / "zoe" / "00_hang.ipynb", "def double(x):\n    return x + x")
+    results = grading.grade(sub, tmp_path / "grades.csv", source=tmp_path / "source",
+                            course=tmp_path / "course", cell_timeout=5, notebook_timeout=20)
+    got = {(r.student, r.notebook): r for r in results}
+    assert {k: r.score for k, r in got.items()} == {
+        ("mallory", "00_hang"): 0, ("mallory", "01_crash"): 0, ("mallory", "02_raise"): 0,
+        ("mallory", "03_slow"): 0, ("zoe", "00_hang"): 2, ("zoe", "01_crash"): 0,
+        ("zoe", "02_raise"): 0, ("zoe", "03_slow"): 0}
+    assert all(r.max_score == 2 for r in results)
+    assert "ran over the 5 s limit" in got["mallory", "00_hang"].message
+    assert "kernel died" in got["mallory", "01_crash"].message
+    assert got["mallory", "02_raise"].message == "failed: double_test"
+    assert "stopped after 20 s" in got["mallory", "03_slow"].message
+    assert got["zoe", "01_crash"].message == "not handed in"
+    assert (tmp_path / "feedback" / "zoe" / "00_hang.html").is_file()
