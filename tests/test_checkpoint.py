@@ -37,6 +37,7 @@ from helpers.checkpoint import (
     init_model,
     load_checkpoint,
     register_safe_loaders,
+    schemes,
 )
 from helpers.config import build_config, save_config
 from helpers.train import train
@@ -270,6 +271,11 @@ def test_http_downloads_are_cached_by_url_checked_and_loaded_safely(evil, tmp_pa
         with pytest.raises(UnsafeCheckpointError):
             mmengine_load_checkpoint(torch.nn.Linear(1, 1), f"{url}/evil.pth")
         assert not marker.exists()
+        # rank 1 of 2 on a node without a shared disk: rank 0's download is not there
+        monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "node2"))
+        monkeypatch.setattr(schemes, "get_dist_info", lambda: (1, 2))
+        monkeypatch.setattr(torch.distributed, "barrier", lambda: None)
+        assert CheckpointLoader.load_checkpoint(f"{url}/a/model.pth")["state_dict"]["w"].sum() == 3
     finally:
         server.shutdown()
     # nothing half-written is left to be mistaken for a download next time

@@ -100,7 +100,8 @@ def _code_references(path: Path) -> list[str]:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                pickles = [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
+                pickles = [archive.read(i) for i in archive.infolist()
+                           if i.filename.endswith(".pkl") and i.file_size < 1 << 28]
         else:
             pickles = [path.read_bytes()]
     except (OSError, zipfile.BadZipFile):
