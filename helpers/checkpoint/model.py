@@ -107,7 +107,11 @@ def _load_strict(model: torch.nn.Module, ckpt: dict, source: str) -> None:
             f"{source} does not fit the model the config builds: {len(other)} tensors have "
             f"other shapes, {len(missing)} are missing and {len(unexpected)} are unexpected "
             f"(e.g. {example}). {how}")
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # what the checks above do not foresee (e.g. a dtype torch refuses)
+        raise CheckpointError(f"{source} does not load into the model: {' '.join(str(err).split())}"
+                              f". {how}") from err
 
 
 def _dataset_meta(meta: Any, config: Any) -> dict | None:
