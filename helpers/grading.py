@@ -6,13 +6,16 @@ fills nbgrader's sqlite gradebook with the instructor's test cells, hidden tests
 hand-in is autograded by ``nbgrader autograde`` (a student's edited test cells are replaced by the
 instructor's, deleted ones are put back; ``NBGRADER_EXECUTION`` makes every check strict) and
 nbgrader's HTML feedback is written per student. `OUT` gets one CSV row per student and notebook,
-``student,notebook,score,max_score``, read from the gradebook.
+``student,notebook,score,max_score``, read from the gradebook; why a notebook lost points (failed
+test cells, time limits, crashes) goes to ``messages.csv`` beside the feedback.
 
 Each notebook is graded in its own process: a cell that runs longer than `cell_timeout` is
-interrupted by nbgrader, and a notebook still running after `notebook_timeout` is stopped with its
-kernel; either way the notebook keeps the points of the cells graded so far, a message says why,
-and grading goes on. ``SMOKE`` and ``VOC_ROOT`` reach every notebook; each student trains into
-their own folder under ``WORK_DIR`` (default: the course folder's ``work_dirs/``).
+interrupted by nbgrader and the notebook goes on (the cells that pass still score); a notebook
+whose kernel dies, or that still runs after `notebook_timeout` (it is then stopped with its
+kernel), is not graded and scores 0. Every case gets a message, and grading goes on.
+
+``SMOKE`` and ``VOC_ROOT`` reach every notebook; each student trains into their own folder under
+``WORK_DIR`` (default: the course folder's ``work_dirs/``).
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ c.Execute.timeout = {cell_timeout}
 LOG_NOTES = {
     "Timeout waiting for execute reply": "a cell ran over the {cell_timeout} s limit and was "
                                          "interrupted",
-    "Kernel died": "the kernel died (the code crashed Python or ran out of memory); the cells "
-                   "after that point scored 0",
+    "Kernel died": "the kernel died (the code crashed Python or ran out of memory): not graded, "
+                   "scored 0",
 }
 
 
@@ -139,8 +142,8 @@ def _messages(code: int | None, log: str, path: Path, cell_timeout: int,
     notes = [note.format(cell_timeout=cell_timeout) for key, note in LOG_NOTES.items()
              if key in log]
     if code is None:
-        notes.append(f"stopped after {notebook_timeout} s (NOTEBOOK_TIMEOUT); the cells graded "
-                     "before that count")
+        notes.append(f"stopped after {notebook_timeout} s (NOTEBOOK_TIMEOUT): not graded, "
+                     "scored 0")
     elif code and not notes:
         errors = [line for line in log.splitlines() if "ERROR" in line]
         notes.append("nbgrader could not grade it: " + (errors[0] if errors else log[-300:]))
@@ -215,7 +218,12 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
         writer.writerow(["student", "notebook", "score", "max_score"])
         writer.writerows([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}"]
                          for r in results)
-    print(f"{len(results)} grades → {out}; feedback → {feedback}/STUDENT/NN_name.html")
+    feedback.mkdir(parents=True, exist_ok=True)
+    with (feedback / "messages.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["student", "notebook", "message"]] + [
+            [r.student, r.notebook, r.message] for r in results if r.message])
+    print(f"{len(results)} grades → {out}; feedback → {feedback}/STUDENT/NN_name.html, "
+          f"messages → {feedback / 'messages.csv'}")
     return results
 
 

@@ -160,12 +160,19 @@ def test_release_holds_no_solution_and_the_source_holds_tasks(name):
                 "number as partial credit)"
 
 
+@pytest.fixture(scope="module")
+def smoke_env(demo_root, tmp_path_factory):
+    """The notebooks' environment: smoke mode, the demo dataset, one WORK_DIR for the module."""
+    bindir = Path(sys.executable).parent  # nbgrader calls the `alembic` CLI from there
+    return dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", SMOKE="1",
+                VOC_ROOT=str(demo_root), WORK_DIR=str(tmp_path_factory.mktemp("validate")))
+
+
 @pytest.mark.parametrize("name", SOURCES)
-def test_every_graded_cell_fails_when_unanswered(name):
+def test_every_graded_cell_fails_when_unanswered(name, smoke_env):
     """`nbgrader validate --invert` on the release: no graded cell passes with blank answers."""
     bindir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    env.setdefault("SMOKE", "1")
+    env = smoke_env
     done = subprocess.run([str(bindir / "nbgrader"), "validate", "--invert",
                            f"notebooks/{name}.ipynb"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=1800)
