@@ -23,8 +23,8 @@ import tomllib
 
 from helpers.env import repo_root
 
-__all__ = ["ASSIGNMENT", "repo_url", "colab_cell", "sync_notebook", "sync_readme",
-           "url_problems", "generate", "release_differences", "assign", "main"]
+__all__ = ["ASSIGNMENT", "NBGRADER", "nbgrader_env", "repo_url", "colab_cell", "sync_notebook",
+           "sync_readme", "url_problems", "generate", "release_differences", "assign", "main"]
 
 ASSIGNMENT = "voc"
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/"
@@ -126,11 +126,19 @@ def url_problems(root: Path | None = None) -> list[str]:
     return [f"{p} (pyproject.toml says {url}; run `make assign`)" for p in problems]
 
 
+#: nbgrader's command line, from the same environment as this Python.
+NBGRADER = str(Path(sys.executable).parent / "nbgrader")
+
+
+def nbgrader_env(**extra: str) -> dict[str, str]:
+    """The environment for nbgrader: this Python's bin/ first on PATH (it runs `alembic`)."""
+    bindir = str(Path(sys.executable).parent)
+    return dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""), **extra)
+
+
 def _nbgrader(*args: str, root: Path) -> None:
-    bindir = str(Path(sys.executable).parent)  # nbgrader calls the `alembic` CLI from there
-    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
-    done = subprocess.run([os.path.join(bindir, "nbgrader"), *args], cwd=root, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run([NBGRADER, *args], cwd=root, env=nbgrader_env(), capture_output=True,
+                          text=True)
     if done.returncode:
         log = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"`nbgrader {' '.join(args)}` failed in {root}; its log ends:\n{log}")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import nbformat
 
-from helpers.assignments import ASSIGNMENT
+from helpers.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
 from helpers.env import repo_root
 
 __all__ = ["Result", "grade", "main"]
@@ -71,9 +71,7 @@ class Result:
 
 
 def _env(work_dir: Path) -> dict[str, str]:
-    bindir = str(Path(sys.executable).parent)  # nbgrader calls the `alembic` CLI from there
-    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
-               WORK_DIR=str(work_dir))
+    env = nbgrader_env(WORK_DIR=str(work_dir))
     if env.get("VOC_ROOT"):
         env["VOC_ROOT"] = str(Path(env["VOC_ROOT"]).resolve())
     env.pop("COURSE_CHECKS", None)
@@ -85,7 +83,7 @@ def _run(args: list[str], course: Path, env: dict[str, str], timeout: float | No
     """Run ``nbgrader ARGS`` in `course`; on timeout kill it and its kernel: (None, log)."""
     import psutil
 
-    cmd = [str(Path(sys.executable).parent / "nbgrader"), *args, "--log-level=WARN"]
+    cmd = [NBGRADER, *args, "--log-level=WARN"]
     proc = subprocess.Popen(cmd, cwd=course, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -163,17 +161,13 @@ def test_release_holds_no_solution_and_the_source_holds_tasks(name):
 @pytest.fixture(scope="module")
 def smoke_env(demo_root, tmp_path_factory):
     """The notebooks' environment: smoke mode, the demo dataset, one WORK_DIR for the module."""
-    bindir = Path(sys.executable).parent  # nbgrader calls the `alembic` CLI from there
-    return dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", SMOKE="1",
-                VOC_ROOT=str(demo_root), WORK_DIR=str(tmp_path_factory.mktemp("validate")))
+    return assignments.nbgrader_env(SMOKE="1", VOC_ROOT=str(demo_root),
+                                    WORK_DIR=str(tmp_path_factory.mktemp("validate")))
 
 
 @pytest.mark.parametrize("name", SOURCES)
 def test_every_graded_cell_fails_when_unanswered(name, smoke_env):
     """`nbgrader validate --invert` on the release: no graded cell passes with blank answers."""
-    bindir = Path(sys.executable).parent
-    env = smoke_env
-    done = subprocess.run([str(bindir / "nbgrader"), "validate", "--invert",
-                           f"notebooks/{name}.ipynb"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=1800)
+    done = subprocess.run([assignments.NBGRADER, "validate", "--invert", f"notebooks/{name}.ipynb"],
+                          cwd=ROOT, env=smoke_env, capture_output=True, text=True, timeout=1800)
     assert "Success! The notebook does not pass any tests." in done.stdout, done.stdout[-3000:]
