@@ -226,7 +226,6 @@ def test_int8_close_to_fp32(deploy_onnx: Path, trained_smoke, tmp_path: Path) ->
 def test_config_checkpoint_mismatch_is_refused(trained_smoke, tmp_path: Path) -> None:
     from mmengine.config import Config
     from mmengine.runner import save_checkpoint
-    from mmseg.apis import init_model
 
     cfg = Config.fromfile(str(trained_smoke.config_path))  # the homework's 20-vs-21 mistake
     cfg.merge_from_dict({"model.decode_head.num_classes": 20,
@@ -234,7 +233,7 @@ def test_config_checkpoint_mismatch_is_refused(trained_smoke, tmp_path: Path) ->
     cfg20 = tmp_path / "twenty.py"
     cfg.dump(str(cfg20))
     bad = tmp_path / "twenty_classes.pth"
-    model20 = init_model(str(cfg20), None, device="cpu")
+    model20 = init_model(cfg20)  # random weights
     save_checkpoint({"state_dict": model20.state_dict(), "meta": {}}, str(bad))
     with pytest.raises(CheckpointError, match=r"twenty_classes\.pth predicts 20 classes.*21"):
         init_model(trained_smoke.config_path, bad)
