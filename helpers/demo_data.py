@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +29,9 @@ DEMO_CLASSES = ("aeroplane", "bus", "car", "cat", "person", "pottedplant")
 
 VOID_BAND_PX = 5
 """Width of the 255 band along object borders (VOC's is about 5 px)."""
+
+DEMO_MARKER = "SYNTHETIC_DEMO_DATASET.json"
+"""At each demo root: ``"complete": false`` while generating, ``true`` once every file exists."""
 
 Shape = Callable[[int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
@@ -219,9 +224,13 @@ def make_demo_dataset(
     Layout: JPEGImages/*.jpg, SegmentationClass/*.png (palette PNGs, VOC palette, 255 void
     band) and ImageSets/Segmentation/{train,val,trainval}.txt. Like VOC, `n_unlabelled` extra
     JPEGs have no mask and are in no split. Every class of DEMO_CLASSES appears in both splits
-    once each split has at least 6 images. Refuses a folder that already holds a dataset.
+    once each split has at least 6 images. Refuses a folder that already holds a dataset, except
+    an unfinished demo dataset (see ``DEMO_MARKER``), which is deleted and made again.
     """
     root = Path(root)
+    if is_demo_dataset(root) and not demo_dataset_complete(root):  # ours, interrupted: redo it
+        for d in (voc.IMAGE_DIR, voc.MASK_DIR, "ImageSets"):
+            shutil.rmtree(root / d, ignore_errors=True)
     existing = [d for d in (voc.IMAGE_DIR, voc.MASK_DIR, "ImageSets") if (root / d).exists()]
     if existing:
         raise FileExistsError(
@@ -230,6 +239,9 @@ def make_demo_dataset(
         )
     for d in (voc.IMAGE_DIR, voc.MASK_DIR, voc.SPLIT_DIR):
         (root / d).mkdir(parents=True, exist_ok=True)
+    recipe = {"generator": "helpers.demo_data", "n_train": n_train, "n_val": n_val,
+              "n_unlabelled": n_unlabelled, "seed": seed}
+    (root / DEMO_MARKER).write_text(json.dumps({**recipe, "complete": False}) + "\n")
     splits: dict[str, list[str]] = {"train": [], "val": [], "unlabelled": []}
     jobs = [("train", k) for k in range(n_train)] + [("val", k) for k in range(n_val)]
     jobs += [("unlabelled", k) for k in range(n_unlabelled)]
@@ -246,22 +258,76 @@ def make_demo_dataset(
     splits["trainval"] = splits["train"] + splits["val"]
     for split in ("train", "val", "trainval"):
         voc.split_file(root, split).write_text("".join(f"{i}\n" for i in splits[split]))
+    (root / DEMO_MARKER).write_text(json.dumps({**recipe, "complete": True}) + "\n")
     return root
 
 
+def is_demo_dataset(root: str | Path) -> bool:
+    """Whether ``root`` holds a demo dataset (complete or not): it has a ``DEMO_MARKER``."""
+    return (Path(root) / DEMO_MARKER).is_file()
+
+
+def _recipe(root: Path) -> dict:
+    try:
+        return dict(json.loads((root / DEMO_MARKER).read_text()))
+    except (OSError, ValueError, TypeError):  # no marker, or not one this module wrote
+        return {}
+
+
+def demo_dataset_complete(root: str | Path) -> bool:
+    """Whether the demo dataset at ``root`` was generated to the end and still has every file."""
+    root, recipe = Path(root), _recipe(Path(root))
+    try:
+        labelled = recipe["n_train"] + recipe["n_val"]
+        return recipe["complete"] is True and [labelled + recipe["n_unlabelled"], labelled] == [
+            sum(1 for e in (root / d).iterdir() if e.suffix == end)
+            for d, end in ((voc.IMAGE_DIR, ".jpg"), (voc.MASK_DIR, ".png"))
+        ] and all(voc.split_file(root, s).is_file() for s in ("train", "val", "trainval"))
+    except (OSError, KeyError, TypeError):
+        return False
+
+
 def ensure_dataset(voc_root: str | Path) -> Path:
-    """Return `voc_root`; when it does not exist, first create the demo dataset there (loudly)."""
+    """Return `voc_root`; when it does not exist (or is empty), first create the demo dataset
+    there, loudly. An unfinished demo dataset (an interrupted run) is made again, never used."""
     voc_root = Path(voc_root)
-    if not voc_root.exists():
-        make_demo_dataset(voc_root)
-        bar = "=" * 78
-        print(
-            f"{bar}\nNOTE: {voc_root} did not exist, so a SYNTHETIC demo dataset was created "
-            f"there\n({', '.join(DEMO_CLASSES)} on plain backgrounds). It is NOT PASCAL VOC: "
-            "numbers and\nfigures below describe the demo data. For real VOC2012 see notebook 01 "
-            f"(download_voc).\n{bar}"
-        )
+    unfinished = is_demo_dataset(voc_root) and not demo_dataset_complete(voc_root)
+    if unfinished or not voc_root.exists() or not any(voc_root.iterdir()):
+        if unfinished:
+            print(f"{voc_root}: an unfinished demo dataset (interrupted?); generating it again.")
+        recipe = _recipe(voc_root)
+        make_demo_dataset(voc_root, **{k: recipe[k] for k in ("n_train", "n_val", "seed",
+                                                             "n_unlabelled") if k in recipe})
+        print(f"{'=' * 78}\nNOTE: a SYNTHETIC demo dataset was created at {voc_root}\n("
+              f"{', '.join(DEMO_CLASSES)} on plain backgrounds). It is NOT PASCAL VOC: numbers "
+              "and\nfigures below describe the demo data. For real VOC2012 see notebook 01 "
+              f"(download_voc).\n{'=' * 78}")
     return voc_root
+
+
+def dataset_banner(voc_root: str | Path) -> str:
+    """A banner saying which data a notebook runs on: the synthetic demo set, VOC2012, or none.
+
+    Notebooks print it near the top, so that no number or figure drawn from the demo set is
+    taken for PASCAL VOC. The demo set is told by its ``DEMO_MARKER``, VOC by its ids
+    (``YYYY_NNNNNN``); reads only.
+    """
+    root, bar = Path(voc_root), "=" * 78
+    ids = {s: voc.split_ids(root, s) for s in ("train", "val") if voc.split_file(root, s).is_file()}
+    if not ids:
+        return (f"{bar}\nNO DATASET at {root} (no {voc.SPLIT_DIR}/train.txt).\n  Create the "
+                "demo set (helpers.demo_data.ensure_dataset) or download VOC2012 (notebook 01)."
+                f"\n{bar}")
+    sizes = " / ".join(f"{len(v)} {s}" for s, v in ids.items()) + " images"
+    every = [i for v in ids.values() for i in v]
+    if is_demo_dataset(root):
+        return (f"{bar}\nDEMO DATA: synthetic images at {root}\n  {sizes}, classes "
+                f"{', '.join(DEMO_CLASSES)} only.\n  This is NOT PASCAL VOC2012: every number "
+                "and figure below describes the demo set.\n  For the real dataset set "
+                f"DOWNLOAD_VOC = True in notebook 01.\n{bar}")
+    kind = "PASCAL VOC2012" if every and all(i[:4].isdigit() for i in every) else \
+        "a dataset in the VOC layout (not the demo set)"
+    return f"{bar}\nDATA: {kind} at {root}\n  {sizes}.\n{bar}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -130,6 +130,19 @@ def test_ensure_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert mask_file.stat().st_mtime_ns == stamp
 
 
+def test_dataset_banner_names_the_data(demo_root: Path, tmp_path: Path) -> None:
+    banner = demo_data.dataset_banner(demo_root)
+    assert "DEMO DATA" in banner and "NOT PASCAL VOC2012" in banner and "60 train" in banner
+    assert "NO DATASET" in demo_data.dataset_banner(tmp_path / "missing")
+    voc_like = tmp_path / "VOC2012"
+    voc.split_file(voc_like, "train").parent.mkdir(parents=True)
+    voc.split_file(voc_like, "train").write_text("2007_000032\n2007_000039\n")
+    banner = demo_data.dataset_banner(voc_like)
+    assert "DATA: PASCAL VOC2012" in banner and "2 train images" in banner
+    assert "DEMO" not in banner  # and it only read: nothing new under the root
+    assert sorted(p.name for p in voc_like.rglob("*")) == ["ImageSets", "Segmentation", "train.txt"]
+
+
 def test_cli(tmp_path: Path) -> None:
     root = tmp_path / "cli"
     cmd = [sys.executable, "-m", "helpers.demo_data", "--root", str(root), "--train", "3",
