@@ -15,8 +15,9 @@ not the GPU). Inference: ``helpers.onnx.SegmentorGraph`` (mmseg's whole-image
 ``encode_decode``: backbone, decode head, resize to the input) on normalised 512x512 tensors at
 batch 1 and a larger batch, fp32 and fp16 autocast. Every figure is the median of >= 5 timed
 repetitions after warm-up, each repetition a fixed number of iterations between two
-``torch.cuda.synchronize()``; peak memory is ``torch.cuda.max_memory_allocated`` over the
-warm-up and the timed repetitions of that case.
+``torch.cuda.synchronize()``. Peak memory is ``torch.cuda.max_memory_allocated`` over the timed
+repetitions of that case (steady state), beside the warm-up's peak, which includes what cuDNN's
+autotuner allocates while it tries workspace-hungry algorithms.
 
 Prints one ``RESULT {json}`` line (see benchmarks/common.py) and writes the same figures, the
 device and the reference into ``benchmarks/results_gpu.json``.
@@ -59,11 +60,19 @@ INFER_BATCHES = (1, 16)
 INFER_SIZE = 512
 
 
-def cuda_time(step: Callable[[], object], iters: int, reps: int, warmup: int) -> list[float]:
-    """Seconds per call of ``step``: ``reps`` repetitions of ``iters`` calls after ``warmup``."""
+def cuda_time(step: Callable[[], object], iters: int, reps: int,
+              warmup: int) -> tuple[list[float], float, float]:
+    """Time ``step``: ``reps`` repetitions of ``iters`` calls after ``warmup`` calls.
+
+    Returns (seconds per call of each repetition, peak MiB during the warm-up, peak MiB during
+    the timed repetitions). The warm-up peak includes what cuDNN's autotuner (``cudnn.benchmark``)
+    allocates while it tries algorithms; the timed peak is the steady state of training.
+    """
     for _ in range(warmup):
         step()
     torch.cuda.synchronize()
+    warmup_peak = peak_mib()
+    torch.cuda.reset_peak_memory_stats()
     samples = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -71,7 +80,7 @@ def cuda_time(step: Callable[[], object], iters: int, reps: int, warmup: int) ->
             step()
         torch.cuda.synchronize()
         samples.append((time.perf_counter() - start) / iters)
-    return samples
+    return samples, warmup_peak, peak_mib()
 
 
 def reset_peak() -> float:
@@ -120,11 +129,13 @@ def bench_train(preset: str, amp: bool, voc_root: Path, work_dir: Path, iters: i
     crop = tuple(cfg.crop_size)
     batch = int(cfg.train_dataloader.batch_size)
     data = synthetic_batch(crop, batch, int(cfg.model.decode_head.num_classes))
-    samples = cuda_time(lambda: model.train_step(data, optim_wrapper), iters, reps, warmup)
+    samples, warmup_peak, peak = cuda_time(lambda: model.train_step(data, optim_wrapper),
+                                           iters, reps, warmup)
     result = {"preset": preset, "crop": list(crop), "batch": batch, "amp": amp,
               "optim_wrapper": type(optim_wrapper).__name__,
               "cudnn_benchmark": torch.backends.cudnn.benchmark,
-              "seconds_per_iter": samples, "peak_mib": peak_mib(), "start_mib": start_mib,
+              "seconds_per_iter": samples, "peak_mib": peak, "warmup_peak_mib": warmup_peak,
+              "start_mib": start_mib,
               "reserved_mib": torch.cuda.max_memory_reserved() / 2**20}
     return result
 
@@ -145,9 +156,10 @@ def bench_inference(batch: int, fp16: bool, iters: int, reps: int, warmup: int) 
         with torch.inference_mode(), amp:
             graph(x)
 
-    samples = cuda_time(step, iters, reps, warmup)
+    samples, warmup_peak, peak = cuda_time(step, iters, reps, warmup)
     result = {"size": INFER_SIZE, "batch": batch, "precision": "fp16 autocast" if fp16 else "fp32",
-              "seconds_per_batch": samples, "peak_mib": peak_mib(), "start_mib": start_mib,
+              "seconds_per_batch": samples, "peak_mib": peak, "warmup_peak_mib": warmup_peak,
+              "start_mib": start_mib,
               "reserved_mib": torch.cuda.max_memory_reserved() / 2**20}
     return result
 
@@ -213,6 +225,7 @@ def figures_of(train: list[dict], infer: list[dict], ref: dict) -> dict[str, dic
         figures[f"{tag}: images per second"] = summarize(
             [r["batch"] / t for t in r["seconds_per_iter"]], "img/s")
         figures[f"{tag}: peak memory"] = summarize([r["peak_mib"]], "MiB")
+        figures[f"{tag}: peak memory in warm-up"] = summarize([r["warmup_peak_mib"]], "MiB")
     for preset in dict.fromkeys(r["preset"] for r in train):
         if (preset, False) in per_iter and (preset, True) in per_iter:
             fp32, amp = per_iter[(preset, False)], per_iter[(preset, True)]
@@ -277,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         "synthetic batch, no data loader; AMP = AmpOptimWrapper (fp16, dynamic loss scale). "
         "Inference: SegmentorGraph (encode_decode + resize) on 512x512 tensors, random weights. "
         f"'fp32' lets cuDNN use TF32 (torch's default, allow_tf32="
-        f"{torch.backends.cudnn.allow_tf32}). Peak memory = torch.cuda.max_memory_allocated. "
+        f"{torch.backends.cudnn.allow_tf32}). Peak memory = torch.cuda.max_memory_allocated "
+        "over the timed repetitions (steady state); the warm-up peak adds what cuDNN's "
+        "autotuner (cudnn.benchmark, on in mmseg's configs) allocates while it tries algorithms. "
         f"Reference: {ref['fps']} img/s on a {ref['hardware']} ({ref['source']}), batch 1 fp32.")
     record = {"device": device_info(), "settings": {
                   "reps": reps, "warmup": warmup, "train_iters_per_rep": train_iters,

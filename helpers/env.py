@@ -15,6 +15,7 @@ import importlib.metadata
 import os
 import platform
 import random
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,9 +173,28 @@ def _check_mmcv() -> Check:
         return Check("mmcv", version, False,
                      f"compiled ops missing ({err}); mmcv-lite or a build that did not see torch",
                      MMCV_BUILD)
-    details = (f"ops ✓, compiler {ops.get_compiler_version()}, "
-               f"CUDA ops built with: {ops.get_compiling_cuda_version()}")
-    return Check("mmcv", version, True, details)
+    return Check("mmcv", version, True, f"ops ✓, {_mmcv_build_info()}")
+
+
+def _mmcv_build_info() -> str:
+    """mmcv's compiler and CUDA build, asked in a child process.
+
+    With some builds these two C++ calls crash the interpreter (seen: mmcv 2.1.0 built from the
+    sdist against torch 2.11.0+cu130 with GCC 13 on a GPU machine, a segmentation fault), which
+    must not take the notebook's kernel down with it. PSPNet itself calls no mmcv op.
+    """
+    code = ("from mmcv.ops import get_compiler_version as a, get_compiling_cuda_version as b; "
+            "print(a(), b(), sep='|')")
+    try:
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"build info unavailable ({type(exc).__name__})"
+    if run.returncode == 0 and "|" in run.stdout:
+        compiler, cuda = run.stdout.strip().rsplit("|", 1)
+        return f"compiler {compiler}, CUDA ops built with: {cuda}"
+    return (f"build info unavailable: mmcv.ops.get_compiler_version() exits with status "
+            f"{run.returncode} in this build (PSPNet calls no mmcv op)")
 
 
 def _check_simple(component: str, module: str, minimum: tuple[int, ...], fix: str,
