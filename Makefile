@@ -83,6 +83,7 @@ strip: $(STAMP)
 	$(PY) -m helpers.notebook_tools strip source/voc
 
 bench: $(STAMP)
+	$(PIP) install --quiet -r requirements-bench.txt
 	$(PY) benchmarks/run_all.py
 
 # Colab: the notebooks' install cell runs `helpers.colab` (this target does the same from a shell):

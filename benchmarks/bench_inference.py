@@ -1,38 +1,45 @@
-"""Inference speed of PSPNet R50-D8: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime INT8.
+"""Inference speed of PSPNet R50-D8 along every CPU path: PyTorch, ONNX Runtime, OpenVINO.
 
 The model is mmseg's shipped ``pspnet_r50-d8_4xb4-20k_voc12aug-512x512.py`` (21 classes) with BN
 instead of SyncBN and random weights (speed does not depend on the values). For each size the
-script exports the static graph with ``helpers.export.export_onnx`` (verified against PyTorch),
-quantizes it with ``helpers.export.quantize_int8`` (static QDQ INT8, calibrated on a few
-synthetic images), and times one image at a time, median of ``--runs`` runs after warm-up, all
-three in the same process so that the ratios compare like with like. PyTorch keeps its defaults
-(one thread per core); ORT uses ``helpers.deploy.session_options``.
+script exports the static graph with ``helpers.onnx.export_onnx`` (verified against PyTorch) and
+quantizes it with ``helpers.onnx.quantize_int8`` (static QDQ INT8 in the form this CPU's int8
+kernels want, calibrated on a few synthetic images), then times one image at a time along every
+path of ``engines.PATHS``: PyTorch eager fp32 and bf16 (autocast + channels_last), ONNX Runtime
+fp32 and INT8, OpenVINO fp32, bf16 and INT8 (the same two ``.onnx`` files). All paths run in one
+process and take turns run by run (``common.time_interleaved``), so that load from anything
+else on the machine spreads over all of them and their ratios stay fair.
 
 FLOPs are counted with mmengine's ``get_model_complexity_info``, which counts one multiply-add
-as one operation, so FLOPs = 2 x its figure (89.2 G at 256x256, 356.7 G at 512x512). The fp32
-peak of the course machine (2 cores, AVX-512, 2 FMA units, 2.6 GHz) is ~333 GFLOP/s.
+as one operation, so FLOPs = 2 x its figure (89.4 G at 256x256, 357.4 G at 512x512). Each path's
+throughput is divided by the matching measured limit (fp32, bf16 or int8 GEMM, from
+``bench_limits.py`` in the same ``make bench`` run) by ``run_all.py``.
 
     .venv/bin/python benchmarks/bench_inference.py [--quick] [--sizes 256 512] [--runs 5]
 
-Ends with one line ``RESULT {"figures": ...}`` (see benchmarks/common.py); ``run_all.py`` draws
-the ``latency SIZE ENGINE`` figures into images/bench_latency.png.
+The graphs are kept in build/bench/models/ for ``bench_int8.py``. Ends with one line
+``RESULT {"figures": ...}`` (see benchmarks/common.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import torch
-from common import FP32_PEAK_GFLOPS, emit, summarize, time_runs
+from common import ROOT, emit, summarize, time_interleaved
+from engines import PATHS, OpenVINOSession, bf16_autocast, channels_last_copy, openvino_available
 from torch import nn
 
-from helpers import deploy, export
+from helpers import deploy
+from helpers.onnx import SegmentorGraph, calibration_images, export_onnx, quantize_int8
 
 CONFIG = "pspnet_r50-d8_4xb4-20k_voc12aug-512x512.py"
+MODELS = ROOT / "build" / "bench" / "models"
 
 
 def build_model() -> nn.Module:
@@ -58,48 +65,78 @@ def count_flops(graph: nn.Module, size: int) -> float:
     return 2.0 * info["flops"]
 
 
-def calibration_folder(tmp: Path, count: int) -> list[Path]:
+def calibration_set(folder: Path, count: int) -> list[Path]:
     """A few synthetic VOC-like images (helpers.demo_data) to calibrate INT8 with."""
     from helpers.demo_data import make_demo_dataset
 
-    root = make_demo_dataset(tmp / "calib", n_train=count, n_val=0, n_unlabelled=0)
-    return export.calibration_images(root / "JPEGImages", limit=count)
+    if not (folder / "JPEGImages").is_dir():
+        make_demo_dataset(folder, n_train=count, n_val=0, n_unlabelled=0)
+    return calibration_images(folder / "JPEGImages", limit=count)
 
 
-def bench_size(model: nn.Module, size: int, tmp: Path, images: list[Path], runs: int,
-               warmup: int) -> dict[str, dict]:
-    """Time eager, ORT fp32 and ORT INT8 at size x size; return this size's figures."""
-    graph = export.SegmentorGraph(model).eval()
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(size))
-    fp32_path = tmp / f"pspnet_r50_{size}.onnx"
-    report = export.export_onnx(model, fp32_path, size=(size, size))
+def prepare_graphs(model: nn.Module, size: int, calib: int = 8) -> tuple[Path, Path, float]:
+    """Export and quantize at size x size into build/bench/models; (fp32, int8, max |diff|)."""
+    MODELS.mkdir(parents=True, exist_ok=True)
+    fp32 = MODELS / f"pspnet_r50_{size}.onnx"
+    report = export_onnx(model, fp32, size=(size, size))
     print(report, flush=True)
-    int8_path = export.quantize_int8(fp32_path, tmp / f"pspnet_r50_{size}.int8.onnx", images)
-    fp32, int8 = deploy.make_session(fp32_path), deploy.make_session(int8_path)
-    feed = {fp32.get_inputs()[0].name: x.numpy()}
+    images = calibration_set(MODELS / "calib", calib)
+    int8 = quantize_int8(fp32, MODELS / f"pspnet_r50_{size}.int8.onnx", images)
+    return fp32, int8, report.checks[0].max_abs_diff
 
-    with torch.inference_mode():
-        samples = {"eager": time_runs(lambda: graph(x), runs, warmup)}
-        reference = graph(x).argmax(1).numpy()
-    samples["ort_fp32"] = time_runs(lambda: fp32.run(None, feed), runs, warmup)
-    samples["ort_int8"] = time_runs(lambda: int8.run(None, feed), runs, warmup)
-    agreement = float((int8.run(None, feed)[0].argmax(1) == reference).mean())
-    gflop = count_flops(graph, size) / 1e9
-    eager = statistics.median(samples["eager"])
+
+def runners(model: nn.Module, fp32: Path, int8: Path,
+            x: torch.Tensor) -> dict[str, Callable[[], np.ndarray]]:
+    """{path: zero-argument callable returning (1, classes, H, W) logits} for every path here."""
+    graph = SegmentorGraph(model).eval()
+    graph_last = channels_last_copy(graph)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+
+    def eager() -> np.ndarray:
+        with torch.inference_mode():
+            return graph(x).numpy()
+
+    def eager_bf16() -> np.ndarray:
+        with bf16_autocast():
+            return graph_last(x_last).float().numpy()
+
+    feed = {"input": x.numpy()}
+    sessions = {"ort_fp32": deploy.make_session(fp32), "ort_int8": deploy.make_session(int8)}
+    if openvino_available():
+        sessions |= {"openvino_fp32": OpenVINOSession(fp32, "f32"),
+                     "openvino_bf16": OpenVINOSession(fp32, "bf16"),
+                     "openvino_int8": OpenVINOSession(int8, "f32")}
+    fns: dict[str, Callable[[], np.ndarray]] = {"eager_fp32": eager, "eager_bf16": eager_bf16}
+    for name, session in sessions.items():
+        fns[name] = lambda s=session: s.run(None, feed)[0]
+    return {name: fns[name] for name in PATHS if name in fns}
+
+
+def bench_size(model: nn.Module, size: int, runs: int, warmup: int) -> dict[str, dict]:
+    """Time every path at size x size; return this size's figures."""
+    fp32, int8, max_diff = prepare_graphs(model, size)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(size))
+    fns = runners(model, fp32, int8, x)
+    reference = fns["eager_fp32"]().argmax(1)
+    agreement = {name: float((fn().argmax(1) == reference).mean()) for name, fn in fns.items()}
+    samples = time_interleaved(fns, runs, warmup)
+    gflop = count_flops(SegmentorGraph(model).eval(), size) / 1e9
+    eager = statistics.median(samples["eager_fp32"])
     tag = f"{size}x{size}"
-    figures = {f"latency {tag} {engine}": summarize(ts, "s") for engine, ts in samples.items()}
-    for engine in ("ort_fp32", "ort_int8"):
-        figures[f"speedup {tag} {engine}"] = summarize([eager / t for t in samples[engine]], "x")
-    for engine, ts in samples.items():
-        figures[f"throughput {tag} {engine}"] = summarize([gflop / t for t in ts], "GFLOP/s")
-    figures[f"fp32 peak fraction {tag} ort_fp32"] = summarize(
-        [gflop / t / FP32_PEAK_GFLOPS for t in samples["ort_fp32"]], "of peak")
+    figures = {f"latency {tag} {path}": summarize(ts, "s") for path, ts in samples.items()}
+    for path, ts in samples.items():
+        figures[f"speedup {tag} {path}"] = summarize([eager / t for t in ts], "x")
+    for path, ts in samples.items():
+        unit = "GOP/s" if PATHS[path][1] == "int8" else "GFLOP/s"
+        figures[f"throughput {tag} {path}"] = summarize([gflop / t for t in ts], unit)
+    for path, value in agreement.items():
+        if path != "eager_fp32":
+            figures[f"argmax agreement {tag} {path} vs eager_fp32"] = summarize(
+                [100 * value], "%")
     figures[f"forward pass {tag}"] = summarize([gflop], "GFLOP")
-    figures[f"max |logit diff| {tag} ort_fp32"] = summarize([report.checks[0].max_abs_diff],
-                                                            "abs")
-    figures[f"argmax agreement {tag} ort_int8 vs eager"] = summarize([100 * agreement], "%")
-    for engine, path in (("ort_fp32", fp32_path), ("ort_int8", int8_path)):
-        figures[f"model file {tag} {engine}"] = summarize([path.stat().st_size / 2**20], "MB")
+    figures[f"max |logit diff| {tag} ort_fp32 vs eager_fp32"] = summarize([max_diff], "abs")
+    for name, path in (("fp32", fp32), ("int8", int8)):
+        figures[f"model file {tag} {name}"] = summarize([path.stat().st_size / 2**20], "MB")
     print("\n".join(f"{name}: {f['median']:.4g} {f['unit']}" for name, f in figures.items()),
           flush=True)
     return figures
@@ -107,30 +144,28 @@ def bench_size(model: nn.Module, size: int, tmp: Path, images: list[Path], runs:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256x256 only, 4 calibration images")
+    parser.add_argument("--quick", action="store_true", help="256x256 only, 3 runs")
     parser.add_argument("--sizes", nargs="+", type=int, default=None)
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per engine (>= 5)")
-    parser.add_argument("--calib", type=int, default=8, help="calibration images for INT8")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per path (>= 5)")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([256] if args.quick else [256, 512])
-    runs = max(5, args.runs)
+    runs = 3 if args.quick else max(5, args.runs)
     warmup = 1 if args.quick else 2
 
     model = build_model()
     figures: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        images = calibration_folder(tmp, 4 if args.quick else args.calib)
-        for size in sizes:
-            figures.update(bench_size(model, size, tmp, images, runs, warmup))
-    emit(figures, notes=(
+    for size in sizes:
+        figures.update(bench_size(model, size, runs, warmup))
+    recipe = deploy.make_session(MODELS / f"pspnet_r50_{sizes[-1]}.int8.onnx").get_modelmeta()
+    emit(figures, paths={p: {"engine": e, "precision": q} for p, (e, q) in PATHS.items()},
+         notes=(
         f"PSPNet R50-D8 (mmseg's {CONFIG}, BN, random weights), one image per call, median of "
-        f"{runs} runs after {warmup} warm-up. PyTorch eager at its defaults "
+        f"{runs} runs after {warmup} warm-up, paths taking turns. PyTorch eager at its defaults "
         f"({torch.get_num_threads()} threads); ONNX Runtime {ort.__version__} with "
         "helpers.deploy.session_options (ORT_ENABLE_ALL, one intra-op thread per physical core, "
-        "sequential, no spinning); INT8 = helpers.export.quantize_int8 (static QDQ, per-channel "
-        "s8 weights, u8 activations, MinMax calibration on synthetic images). FLOPs = 2 x "
-        "mmengine's multiply-add count."))
+        "sequential, no spinning); OpenVINO in latency mode, one stream, one thread per core. "
+        f"INT8 = helpers.onnx.quantize_int8 ({recipe.custom_metadata_map['quantization']}), "
+        "MinMax calibration on synthetic images. FLOPs = 2 x mmengine's multiply-add count."))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def run_suite(smoke_dir: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one pass instead of --repeats")
     args = parser.parse_args()
     passes = [run_suite(ROOT / "build" / "bench_notebooks") for _ in

@@ -1,0 +1,182 @@
+"""benchmarks/RESULTS.md and images/bench_latency.png from one run's results (see run_all.py).
+
+Every number on the page comes from the run's results.json (and results_gpu.json, written by
+bench_gpu.py on a machine with a GPU); nothing here is typed by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+#: colours of the plot by precision
+COLOURS = {"fp32": "#8c8c8c", "bf16": "#4c72b0", "int8": "#55a868"}
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f} %"
+
+
+def summary_section(summary: dict, machine: dict) -> list[str]:
+    out = [f"## Summary: {machine.get('name', machine.get('cpu'))}", ""]
+    limits = summary.get("limits", {})
+    if limits:
+        out += ["Matrix-multiplication limits measured in this run (`bench_limits.py`, best "
+                "single run of any engine on one large GEMM):", "",
+                "| precision | limit | engine that reached it | GEMM |", "|---|---|---|---|"]
+        out += [f"| {p} | {fmt(v['value'])} {v['unit']} | {v['engine']} | {v['gemm']} |"
+                for p, v in limits.items()]
+        out.append("")
+    for size, rows in summary.get("sizes", {}).items():
+        out += [f"### PSPNet R50-D8 at {size}", "",
+                "| path | precision | latency | vs eager fp32 | throughput | of its limit "
+                "| argmax agreement | mIoU (smoke) | mIoU drop |", "|---" * 9 + "|"]
+        for path, r in rows.items():
+            unit = "GOP/s" if r["precision"] == "int8" else "GFLOP/s"
+            out.append(
+                f"| {r['engine']} (`{path}`) | {r['precision']} | {fmt(r['latency_s'])} s | "
+                f"{fmt(r['vs_eager'])}× | {fmt(r['throughput'])} {unit} | "
+                f"{_pct(r['fraction_of_limit'])} | {fmt(r['argmax_agreement_pct'], 4)} % | "
+                f"{fmt(r['miou'], 4)} | {fmt(r['miou_drop'], 2)} |")
+        out.append("")
+    t = summary.get("targets", {})
+    if t:
+        out += [f"Targets at {t['size']}:", ""]
+        if t["best_path"]:
+            out.append(f"- Fastest path within {t['max_miou_drop']} mIoU of eager fp32: "
+                       f"`{t['best_path']}`, {fmt(t['best_vs_eager'])}× eager fp32 "
+                       f"(target ≥ {t['speedup_target']:g}×: "
+                       f"{'met' if t['speedup_met'] else 'not met'}), mIoU drop "
+                       f"{fmt(t['best_miou_drop'], 2)}.")
+        if t.get("int8_ceiling_vs_eager"):
+            out.append(f"- Ceiling on this machine: the whole network at the measured int8 GEMM "
+                       f"limit would be {fmt(t['int8_ceiling_vs_eager'])}× eager fp32.")
+        out.append(f"- ONNX Runtime fp32 reaches {_pct(t['ort_fp32_fraction'])} of the measured "
+                   f"fp32 limit (target ≥ {_pct(t['ort_fp32_target'])}: "
+                   f"{'met' if t['ort_fp32_met'] else 'not met'}).")
+        out.append("- INT8 paths as a fraction of the measured int8 limit: " + ", ".join(
+            f"`{p}` {_pct(f)}" for p, f in t["int8_fractions"].items()) + ".")
+        if t["fractions_over_one"]:
+            out.append("- Above 1: " + ", ".join(f"{k} ({v:.2f})" for k, v in
+                                                 t["fractions_over_one"].items()) +
+                       ". A network can beat the GEMM limit only by doing fewer operations "
+                       "than counted (for example Winograd convolutions, which OpenVINO may "
+                       "pick for 3x3 fp32 layers), or when the limit's run was slowed by other "
+                       "load on a shared machine.")
+        else:
+            out.append("- Every fraction of a limit is at most 1.")
+        out.append("")
+    return out
+
+
+def int8_section(result: dict) -> list[str]:
+    prof, kernels = result.get("profile"), result.get("kernels", {})
+    if not prof:
+        return []
+    total = prof["ms_per_run"]
+    out = ["## Where the INT8 time goes (ONNX Runtime profiler)", "",
+           f"Kernel time of one run of the quantized R50-D8 graph: {total:.0f} ms "
+           f"(form `{result.get('chosen_target')}`, chosen for this CPU).", "",
+           "| operator | kernel time | share | nodes ORT runs |", "|---|---|---|---|"]
+    out += [f"| {op} ({r['category']}) | {r['ms']:.1f} ms | {100 * r['share']:.1f} % | "
+            f"{r['nodes']} |" for op, r in prof["by_op"].items()]
+    conv = prof["categories"].get("quantized Conv", 0.0)
+    fp32 = ", ".join(f"{n} {op}" for op, n in prof["fp32_compute_nodes"].items()) or "none"
+    out += ["", f"- {100 * conv / total:.0f} % of the time is in quantized convolutions; "
+            f"{100 - 100 * conv / total:.0f} % is everything else.",
+            f"- Nodes that stay fp32: {fp32}. Every Conv is quantized; the fp32 ones are the "
+            "pyramid pooling's averaging matrices (MatMul), the upsampling Resizes, the Concat "
+            "of the four pooled maps with the backbone's features, and the last residual Add.",
+            f"- Q/DQ: quantize_static writes {prof['qdq_written']} QuantizeLinear/"
+            f"DequantizeLinear nodes; after ORT's fusions (QLinearConv, QLinearAdd) "
+            f"{prof['qdq_left']} remain, around those fp32 nodes.", ""]
+    figures = result.get("figures", {})
+    forms = {k: v for k, v in figures.items() if k.startswith("ORT INT8 ")}
+    if forms:
+        out += ["The same quantized model in each form, and the alternatives (median latency):",
+                "", "| variant | latency |", "|---|---|"]
+        out += [f"| {k.split(', ', 1)[1]} | {fmt(v['median'])} s |" for k, v in forms.items()]
+        out.append("")
+    if kernels:
+        out += ["One convolution through each ONNX Runtime int8 kernel path (64x64 map):", "",
+                "| layer | path | throughput |", "|---|---|---|"]
+        out += [f"| {layer} | {label} | {fmt(r['gops'])} GOP/s |"
+                for layer, paths in kernels.items() for label, r in paths.items()]
+        out.append("")
+    return out
+
+
+def figures_section(name: str, result: dict) -> list[str]:
+    out = [f"## {name}: all figures", "", "| figure | median | min – max | runs | unit |",
+           "|---|---|---|---|---|"]
+    for fig, s in result.get("figures", {}).items():
+        out.append(f"| {fig} | {fmt(s['median'])} | {fmt(s['min'])} – {fmt(s['max'])} "
+                   f"| {s['runs']} | {s['unit']} |")
+    if result.get("notes"):
+        out += ["", result["notes"]]
+    out.append("")
+    return out
+
+
+def markdown(results: dict, info: dict, summary: dict, quick: bool,
+             gpu: dict | None = None) -> str:
+    """RESULTS.md: machine, summary, INT8 profile, then every benchmark's figures."""
+    out = ["# Benchmark results", "",
+           f"Written by `make bench` (`benchmarks/run_all.py{' --quick' if quick else ''}`) on "
+           f"{time.strftime('%Y-%m-%d')}. Machines differ: compare ratios and fractions of the "
+           "limits measured in the same run, not seconds across machines.", "",
+           "| machine | |", "|---|---|"]
+    for key, value in info.items():
+        if key == "isa":
+            value = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in value.items())
+        out.append(f"| {key} | {value} |")
+    out += ["", "![latency](../images/bench_latency.png)", ""]
+    out += summary_section(summary, info)
+    out += int8_section(results.get("int8", {}))
+    for name, result in results.items():
+        out += figures_section(name, result)
+    if gpu:
+        device = gpu.get("device", {})
+        out += [f"## GPU: {device.get('name', 'unknown device')} ({gpu.get('date', '')})", "",
+                "Measured by `bench_gpu.py` on that machine, not on the CPU above "
+                "(benchmarks/results_gpu.json).", ""]
+        out += figures_section("GPU", gpu)[2:]
+    return "\n".join(out)
+
+
+def plot_latency(summary: dict, path: Path) -> Path | None:
+    """Bars per path at each size: median latency, labelled with its ratio to eager fp32."""
+    sizes = summary.get("sizes", {})
+    if not sizes:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6.5 * len(sizes), 4.2), squeeze=False)
+    for ax, (size, rows) in zip(axes[0], sizes.items(), strict=True):
+        names = list(rows)
+        med = [rows[p]["latency_s"] for p in names]
+        bars = ax.bar(range(len(names)), med,
+                      color=[COLOURS.get(rows[p]["precision"], "#c44e52") for p in names])
+        for bar, p in zip(bars, names, strict=True):
+            ax.annotate(f"{rows[p]['latency_s']:.2f} s\n{rows[p]['vs_eager']:.1f}×",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=7)
+        ax.set_xticks(range(len(names)), [p.replace("_", "\n", 1) for p in names], fontsize=7)
+        ax.set_title(f"PSPNet R50-D8, {size} (grey fp32, blue bf16, green int8)", fontsize=9)
+        ax.set_ylabel("seconds per image (median)")
+        ax.set_ylim(0, max(med) * 1.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
