@@ -1,7 +1,8 @@
 """benchmarks/RESULTS.md and images/bench_latency.png from one run's results (see run_all.py).
 
-Every number on the page comes from the run's results.json (and results_gpu.json, written by
-bench_gpu.py on a machine with a GPU); nothing here is typed by hand.
+Every number on the page comes from the run's results.json, from results_gpu.json (written by
+bench_gpu.py on a machine with a GPU) and from results_int8_amx.json (the int8 kernel paths
+measured on an Intel CPU with AMX); nothing here is typed by hand.
 """
 
 from __future__ import annotations
@@ -88,14 +89,18 @@ def int8_section(result: dict) -> list[str]:
             f"{r['nodes']} |" for op, r in prof["by_op"].items()]
     conv = prof["categories"].get("quantized Conv", 0.0)
     fp32 = ", ".join(f"{n} {op}" for op, n in prof["fp32_compute_nodes"].items()) or "none"
-    out += ["", f"- {100 * conv / total:.0f} % of the time is in quantized convolutions; "
-            f"{100 - 100 * conv / total:.0f} % is everything else.",
-            f"- Nodes that stay fp32: {fp32}. Every Conv is quantized; the fp32 ones are the "
-            "pyramid pooling's averaging matrices (MatMul), the upsampling Resizes, the Concat "
-            "of the four pooled maps with the backbone's features, and the last residual Add.",
+    fp32_conv = prof["ran"].get("Conv", 0) + prof["ran"].get("FusedConv", 0)
+    out += ["", f"- {100 * conv / total:.0f} % of the kernel time is in the "
+            f"{prof['ran'].get('QLinearConv', 0)} quantized convolutions "
+            f"({fp32_conv} convolutions stay fp32); {100 - 100 * conv / total:.0f} % is "
+            "everything else.",
+            f"- Compute nodes that stay fp32: {fp32}: the pyramid pooling's averaging matrices "
+            "(MatMul), the upsampling Resizes, the Concat of the pooled maps with the "
+            "backbone's features, and what sits between them (only convolutions are "
+            "quantized; ORT quantizes residual Adds itself when both inputs are quantized).",
             f"- Q/DQ: quantize_static writes {prof['qdq_written']} QuantizeLinear/"
             f"DequantizeLinear nodes; after ORT's fusions (QLinearConv, QLinearAdd) "
-            f"{prof['qdq_left']} remain, around those fp32 nodes.", ""]
+            f"{prof['qdq_left']} remain, at the borders of those fp32 nodes.", ""]
     figures = result.get("figures", {})
     forms = {k: v for k, v in figures.items() if k.startswith("ORT INT8 ")}
     if forms:
@@ -112,6 +117,26 @@ def int8_section(result: dict) -> list[str]:
     return out
 
 
+def amx_section(amx: dict | None) -> list[str]:
+    """The int8 kernel paths on an Intel CPU with AMX (results_int8_amx.json)."""
+    if not amx:
+        return []
+    device = amx["device"]
+    out = [f"## INT8 kernel paths on a CPU with AMX: {device['name']} ({amx['date']})", "",
+           f"{amx['about']} ISA: {device['isa']}; ONNX Runtime {device['onnxruntime']}.", "",
+           "| layer | path | latency | throughput |", "|---|---|---|---|"]
+    out += [f"| {layer} | {label} | {r['ms']:.1f} ms | {fmt(r['gops'])} GOP/s |"
+            for layer, paths in amx["int8_kernels"].items() for label, r in paths.items()]
+    out += ["", "| GEMM 3072³ | throughput |", "|---|---|"]
+    out += [f"| {k} | {fmt(v)} G/s |" for k, v in amx["gemm_3072"].items()]
+    out += ["", "ONNX Runtime's symmetric-weight convolution kernels (ConvSym, the form "
+            "`quantize_static` writes by default) have no AMX version; with weight zero point -1 "
+            "the same convolution goes through the quantized GEMM, which uses the AMX tiles. "
+            "`helpers.onnx.quantize_int8` therefore writes the `amx` form on CPUs with "
+            "`amx_int8` and the `vnni` form elsewhere.", ""]
+    return out
+
+
 def figures_section(name: str, result: dict) -> list[str]:
     out = [f"## {name}: all figures", "", "| figure | median | min – max | runs | unit |",
            "|---|---|---|---|---|"]
@@ -125,7 +150,7 @@ def figures_section(name: str, result: dict) -> list[str]:
 
 
 def markdown(results: dict, info: dict, summary: dict, quick: bool,
-             gpu: dict | None = None) -> str:
+             gpu: dict | None = None, amx: dict | None = None) -> str:
     """RESULTS.md: machine, summary, INT8 profile, then every benchmark's figures."""
     out = ["# Benchmark results", "",
            f"Written by `make bench` (`benchmarks/run_all.py{' --quick' if quick else ''}`) on "
@@ -139,6 +164,7 @@ def markdown(results: dict, info: dict, summary: dict, quick: bool,
     out += ["", "![latency](../images/bench_latency.png)", ""]
     out += summary_section(summary, info)
     out += int8_section(results.get("int8", {}))
+    out += amx_section(amx)
     for name, result in results.items():
         out += figures_section(name, result)
     if gpu:

@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 #: every CPU bench_<name>.py, in this order: the limits first, then the paths measured against them
 ORDER = ["limits", "inference", "int8", "accuracy", "train", "stats", "notebooks"]
 GPU_RESULTS = HERE / "results_gpu.json"
+#: int8 kernel paths measured on an Intel CPU with AMX (int8_kernels.py, bench_limits.py)
+AMX_RESULTS = HERE / "results_int8_amx.json"
 
 def run_bench(name: str, quick: bool) -> dict:
     """Run benchmarks/bench_<name>.py and return its parsed RESULT line."""
@@ -61,8 +63,9 @@ def main() -> None:
     results_path.write_text(json.dumps({"machine": info, "summary": summary,
                                         "results": results}, indent=2, default=float))
     plot_latency(summary, ROOT / "images" / "bench_latency.png")
-    gpu = json.loads(GPU_RESULTS.read_text()) if GPU_RESULTS.exists() else None
-    (HERE / "RESULTS.md").write_text(markdown(results, info, summary, args.quick, gpu))
+    gpu, amx = (json.loads(p.read_text()) if p.exists() else None
+                for p in (GPU_RESULTS, AMX_RESULTS))
+    (HERE / "RESULTS.md").write_text(markdown(results, info, summary, args.quick, gpu, amx))
     print(f"wrote {HERE / 'RESULTS.md'} and {results_path}")
 
 
