@@ -138,6 +138,8 @@ def amx_section(amx: dict | None) -> list[str]:
 
 
 def figures_section(name: str, result: dict) -> list[str]:
+    if result.get("error"):
+        return [f"## {name}: FAILED", "", result["error"], ""]
     out = [f"## {name}: all figures", "", "| figure | median | min – max | runs | unit |",
            "|---|---|---|---|---|"]
     for fig, s in result.get("figures", {}).items():

@@ -30,18 +30,24 @@ GPU_RESULTS = HERE / "results_gpu.json"
 AMX_RESULTS = HERE / "results_int8_amx.json"
 
 def run_bench(name: str, quick: bool) -> dict:
-    """Run benchmarks/bench_<name>.py and return its parsed RESULT line."""
+    """Run benchmarks/bench_<name>.py; its parsed RESULT line, or {"error": ...} if it failed.
+
+    One failed benchmark does not lose the others' figures: the page then says which failed.
+    """
     cmd = [sys.executable, str(HERE / f"bench_{name}.py")] + (["--quick"] if quick else [])
     print(f"▶ {' '.join(cmd[1:])}", flush=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    sys.stdout.write(proc.stdout[-3000:])
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-5000:])
-        raise SystemExit(f"bench_{name}.py failed with exit status {proc.returncode}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if not lines:
-        raise SystemExit(f"bench_{name}.py printed no RESULT line")
+    sys.stdout.write("\n".join(ln for ln in proc.stdout.splitlines()[-40:]
+                                if not ln.startswith("RESULT ")) + "\n")
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stderr[-5000:])
+        why = f"exit status {proc.returncode}" if proc.returncode else "no RESULT line"
+        print(f"bench_{name}.py failed ({why})", file=sys.stderr, flush=True)
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"figures": {}, "error": f"bench_{name}.py failed ({why}): {tail}",
+                "wall_s": time.perf_counter() - start}
     result = json.loads(lines[-1][len("RESULT "):])
     result["wall_s"] = time.perf_counter() - start
     return result
@@ -67,6 +73,9 @@ def main() -> None:
                 for p in (GPU_RESULTS, AMX_RESULTS))
     (HERE / "RESULTS.md").write_text(markdown(results, info, summary, args.quick, gpu, amx))
     print(f"wrote {HERE / 'RESULTS.md'} and {results_path}")
+    failed = [name for name, result in results.items() if result.get("error")]
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (see RESULTS.md)")
 
 
 if __name__ == "__main__":
