@@ -1,0 +1,230 @@
+"""The checks of notebook 01's tasks (helpers.tasks.data) on the demo dataset and mmseg itself:
+blank is unanswered, the solution is correct, plausible mistakes are wrong with a message that
+names the problem and does not give the expected value away."""
+
+from __future__ import annotations
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+from mmseg.datasets import BaseSegDataset, PascalVOCDataset
+from mmseg.registry import DATASETS
+from PIL import Image
+
+from helpers import voc
+from helpers.config import build_config
+from helpers.tasks import data, evaluate
+
+META = dict(classes=PascalVOCDataset.METAINFO["classes"],
+            palette=PascalVOCDataset.METAINFO["palette"])
+PREFIX = dict(img_path="JPEGImages", seg_map_path="SegmentationClass")
+
+
+def _wrong(answer, verify, *expected: str) -> list[str]:
+    status, problems = evaluate(answer, verify)
+    assert status == "wrong", (status, problems)
+    text = " ".join(problems)
+    assert all(e in text for e in expected), problems
+    return problems
+
+
+# ---------------------------------------------------------------- Task 1: read_class_ids
+
+
+def read_class_ids(path):
+    with Image.open(path) as img:
+        return np.array(img)
+
+
+def test_read_class_ids_blank_right_and_the_reference():
+    assert evaluate(lambda path: None, data.verify_read_class_ids) == ("unanswered", [])
+    assert evaluate(read_class_ids, data.verify_read_class_ids) == ("correct", [])
+    assert evaluate(data.read_class_ids_reference, data.verify_read_class_ids)[0] == "correct"
+
+
+def test_read_class_ids_catches_colour_reads():
+    _wrong(lambda p: cv2.imread(str(p)), data.verify_read_class_ids, "three colour channels",
+           "cv2.imread")
+    problems = _wrong(lambda p: np.array(Image.open(p).convert("L")), data.verify_read_class_ids,
+                      "pixels hold another value", "no VOC class id")
+    assert len(problems) == 3  # each of the three test masks
+
+
+def test_read_class_ids_names_shape_and_dtype():
+    _wrong(lambda p: read_class_ids(p).T, data.verify_read_class_ids, "width and height swapped")
+    _wrong(lambda p: read_class_ids(p).astype(np.int64), data.verify_read_class_ids,
+           "dtype is int64, not uint8")
+    _wrong(lambda p: read_class_ids(p).tolist(), data.verify_read_class_ids, "not a numpy array")
+
+
+# ---------------------------------------------------------------- Task 2: the dataset class
+
+
+@DATASETS.register_module(force=True)
+class CourseDataset(BaseSegDataset):
+    METAINFO = META
+
+    def __init__(self, **kwargs):
+        super().__init__(img_suffix=".jpg", seg_map_suffix=".png", **kwargs)
+
+
+@DATASETS.register_module(force=True)
+class MaskSuffixDataset(BaseSegDataset):
+    METAINFO = META
+
+    def __init__(self, **kwargs):  # copies the image suffix for the masks
+        super().__init__(img_suffix=".jpg", seg_map_suffix=".jpg", **kwargs)
+
+
+@DATASETS.register_module(force=True)
+class NoMetaDataset(BaseSegDataset):
+    pass
+
+
+@DATASETS.register_module(force=True)
+class FixedSplitDataset(BaseSegDataset):
+    METAINFO = META
+
+    def __init__(self, **kwargs):  # always the train split, whatever the config says
+        super().__init__(**{**kwargs, "ann_file": "ImageSets/Segmentation/train.txt"})
+
+
+def _cfg(root, **changes) -> dict:
+    cfg = dict(type="CourseDataset", data_root=str(root), data_prefix=dict(PREFIX),
+               ann_file="ImageSets/Segmentation/train.txt", pipeline=[])
+    return {k: v for k, v in {**cfg, **changes}.items() if v is not None}
+
+
+def test_dataset_blank_right_and_registered_twice(demo_root):
+    verify = data.dataset_cfg_verifier(demo_root, "train")
+    assert evaluate(None, verify) == ("unanswered", [])
+    assert evaluate(_cfg(demo_root), verify) == ("correct", [])
+    # the notebook's cell runs again: force=True replaces the class under the same name
+    DATASETS.register_module(name="CourseDataset", force=True,
+                             module=type("CourseDataset", (CourseDataset,), {}))
+    assert evaluate(_cfg(demo_root), verify) == ("correct", [])
+    with pytest.raises(KeyError, match="already registered"):
+        DATASETS.register_module(name="CourseDataset", module=CourseDataset)
+
+
+def test_dataset_mistakes_are_named_without_the_answer(demo_root):
+    verify = data.dataset_cfg_verifier(demo_root, "train")
+    n_train = str(len(voc.split_ids(demo_root, "train")))
+    for problems in (
+        _wrong(_cfg(demo_root, ann_file=None), verify, "more samples", "ann_file"),
+        _wrong(_cfg(demo_root, ann_file="ImageSets/Segmentation/val.txt"), verify,
+               "fewer samples", "train.txt"),
+        _wrong(_cfg(demo_root, type="MaskSuffixDataset"), verify, "all mask paths differ",
+               "does not exist", "seg_map_suffix"),
+        _wrong(_cfg(demo_root, data_prefix=dict(img_path="JPEGImages", seg_map_path="")),
+               verify, "all mask paths differ", "seg_map_path"),
+        _wrong(_cfg(demo_root, type="NoMetaDataset"), verify, "'classes'", "'palette'"),
+        _wrong(_cfg(demo_root, type="FixedSplitDataset"), verify, "another split",
+               "ignore the config's ann_file"),
+    ):
+        assert n_train not in " ".join(problems).replace("demo_0000", "")
+    _wrong(_cfg(demo_root, type="NotRegisteredDataset"), verify, "no dataset named",
+           "DATASETS registry", "register_module(force=True)")
+    _wrong(_cfg(demo_root, type="PascalVOCDataset"), verify, "write your own class")
+    _wrong(_cfg(demo_root, reduce_zero_label=True), verify, "reduce_zero_label=False")
+    _wrong([_cfg(demo_root)], verify, "must be a dict")
+
+
+def test_dataset_reference_is_mmseg_own(demo_root):
+    ref = data.dataset_cfg_reference(demo_root, "val")
+    assert ref["type"] == "PascalVOCDataset"
+    assert len(DATASETS.build(ref)) == len(voc.split_ids(demo_root, "val"))
+
+
+# ---------------------------------------------------------------- Task 3: pixel counts
+
+
+def class_pixel_counts(paths):
+    names = [*PascalVOCDataset.METAINFO["classes"], "void"]
+    counts = dict.fromkeys(names, 0)
+    for path in paths:
+        ids, n = np.unique(read_class_ids(path), return_counts=True)
+        for i, k in zip(ids, n, strict=True):
+            counts[names[-1] if i == 255 else names[i]] += int(k)
+    return counts
+
+
+def test_pixel_counts_blank_right_and_the_reference(demo_root):
+    assert evaluate(lambda paths: None, data.verify_class_pixel_counts) == ("unanswered", [])
+    assert evaluate(class_pixel_counts, data.verify_class_pixel_counts) == ("correct", [])
+    assert evaluate(data.class_pixel_counts_reference, data.verify_class_pixel_counts)[0] == \
+        "correct"
+    paths = [demo_root / voc.MASK_DIR / f"{i}.png" for i in voc.split_ids(demo_root, "val")]
+    counts = data.class_pixel_counts_reference(paths)
+    assert counts == class_pixel_counts(paths) and list(counts)[-1] == "void"
+    assert sum(counts.values()) == sum(voc.read_mask(p).size for p in paths)
+
+
+def test_pixel_count_mistakes(demo_root):
+    def without_void(paths):
+        counts = class_pixel_counts(paths)
+        counts.pop("void")
+        return counts
+
+    def void_as_background(paths):
+        counts = class_pixel_counts(paths)
+        counts["background"] += counts.pop("void")
+        return {**counts, "void": 0}
+
+    def images_not_pixels(paths):
+        counts = dict.fromkeys(class_pixel_counts([]), 0)
+        for path in paths:
+            for name, n in class_pixel_counts([path]).items():
+                counts[name] += int(n > 0)
+        return counts
+
+    _wrong(without_void, data.verify_class_pixel_counts, "keys are missing: ['void']")
+    problems = _wrong(void_as_background, data.verify_class_pixel_counts,
+                      "count is wrong for ['background', 'void']")
+    _wrong(images_not_pixels, data.verify_class_pixel_counts, "count images", "not pixels")
+    _wrong(lambda paths: class_pixel_counts(paths[:1]), data.verify_class_pixel_counts,
+           "add up to fewer pixels")
+    _wrong(lambda paths: list(class_pixel_counts(paths).values()),
+           data.verify_class_pixel_counts, "not a dict")
+    masks = data._test_masks().values()  # noqa: SLF001 - the verify's own test masks
+    _, true_counts = np.unique(np.concatenate([m.ravel() for m in masks]), return_counts=True)
+    numbers = set(re.findall(r"\d+", " ".join(problems)))
+    assert numbers.isdisjoint(str(n) for n in true_counts), numbers  # no true count given away
+
+
+# ---------------------------------------------------------------- Task 4: the padded pipeline
+
+
+@pytest.fixture(scope="module")
+def seed(demo_root, tmp_path_factory):
+    cfg = build_config("seed", demo_root, tmp_path_factory.mktemp("seed"), load_from=None)
+    verify = data.padded_pipeline_verifier(cfg.train_pipeline, cfg.crop_size,
+                                           voc.voc_dataset(demo_root, "train"))
+    return cfg, verify
+
+
+def test_padded_pipeline_blank_right_and_the_reference(seed):
+    cfg, verify = seed
+    *augment, pack = cfg.train_pipeline
+    assert evaluate(None, verify) == ("unanswered", [])
+    assert evaluate([*augment, dict(type="Pad", size=cfg.crop_size), pack], verify) == \
+        ("correct", [])
+    reference = data.padded_pipeline_reference(cfg.train_pipeline, cfg.crop_size)
+    assert evaluate(reference, verify) == ("correct", [])
+    assert [t["type"] for t in cfg.train_pipeline] == [t["type"] for t in augment + [pack]]
+
+
+def test_padded_pipeline_mistakes(seed):
+    cfg, verify = seed
+    *augment, pack = cfg.train_pipeline
+    pad = dict(type="Pad", size=cfg.crop_size)
+    _wrong(list(cfg.train_pipeline), verify, "not the crop")
+    _wrong([*augment, dict(pad, pad_val=dict(img=0, seg=0)), pack], verify,
+           "padded border of the mask holds labels [0]", "ignore index 255")
+    _wrong([*augment, dict(pad, size=(64, 64)), pack], verify, "not the crop")
+    _wrong([*augment, pack, pad], verify, "PackSegInputs must stay the last step")
+    _wrong([*augment[:2], dict(type="Resize", scale=cfg.crop_size, keep_ratio=False), pack],
+           verify, "missing, changed or out of order", "RandomResize")
+    _wrong([*augment, dict(type="NoSuchPad"), pack], verify, "TRANSFORMS.build failed")

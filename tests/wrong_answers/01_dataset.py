@@ -1,0 +1,45 @@
+"""Plausible wrong answers for notebook 01: answer cell grade_id → what a student might write.
+
+tests/test_grading.py hands these in (the instructor's solution with each of these cells
+replaced) and expects the test cell after each of them to fail. See source/README.md.
+"""
+
+WRONG_ANSWERS = {
+    # the homework's reader: cv2 applies the palette and returns BGR display colours
+    "read_class_ids": '''
+def read_class_ids(path):
+    return cv2.imread(str(path))
+''',
+    # no ann_file: BaseSegDataset then lists every JPEG of the folder, unlabelled ones included
+    "voc_dataset": '''
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+
+
+@DATASETS.register_module(force=True)
+class CourseVOCDataset(BaseSegDataset):
+    METAINFO = dict(classes=train_set.metainfo["classes"], palette=train_set.metainfo["palette"])
+
+    def __init__(self, **kwargs):
+        super().__init__(img_suffix=".jpg", seg_map_suffix=".png", **kwargs)
+
+
+dataset_cfg = dict(type="CourseVOCDataset", data_root=VOC_ROOT,
+                   data_prefix=dict(img_path="JPEGImages", seg_map_path="SegmentationClass"),
+                   pipeline=[])
+''',
+    # counts the 21 classes only: the void pixels (255) are dropped
+    "class_pixel_counts": '''
+def class_pixel_counts(paths):
+    total = np.zeros(21, np.int64)
+    for path in paths:
+        total += np.bincount(read_ids(path).ravel(), minlength=256)[:21]
+    return dict(zip(course_set.metainfo["classes"], total.tolist()))
+''',
+    # pads the mask with 0, "background", instead of the ignore index
+    "padded_pipeline": '''
+padded_pipeline = [*cfg.train_pipeline[:-1],
+                   dict(type="Pad", size=cfg.crop_size, pad_val=dict(img=0, seg=0)),
+                   cfg.train_pipeline[-1]]
+''',
+}
