@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from helpers.palette import IGNORE_INDEX, VOID_COLOR, lut
@@ -116,13 +116,22 @@ def read_mask(path: str | Path) -> np.ndarray:
                 f"{path}: mask has PIL mode {img.mode}; VOC masks are 8-bit palette PNGs of "
                 "class ids (0-20, 255). Re-save it as an 8-bit palette PNG (helpers.voc.save_mask)."
             )
-        return np.array(img, dtype=np.uint8)
+        mask = np.array(img, dtype=np.uint8)
+        counts = np.bincount(mask.ravel(), minlength=256)
+    if img.mode == "L" and counts[IGNORE_INDEX] and not counts[1:IGNORE_INDEX].any():
+        raise DatasetError(
+            f"{path}: a black-and-white (L-mode) mask holding only 0 and 255. Here 255 means "
+            "void (ignored), so every object pixel would be ignored. Write class ids instead, "
+            "e.g. save_mask(np.where(m == 255, class_id, 0), path) (helpers.voc.save_mask)."
+        )
+    return mask
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as an (H, W, 3) uint8 RGB array."""
+    """Read an image as an (H, W, 3) uint8 RGB array, upright: its EXIF orientation (a phone
+    photo's) applied, as OpenCV's ``imread`` and so mmseg's own image loading apply it."""
     with Image.open(path) as img:
-        return np.array(img.convert("RGB"))
+        return np.array(ImageOps.exif_transpose(img).convert("RGB"))
 
 
 def load_sample(root: str | Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +156,13 @@ def split_ids(root: str | Path, split: str) -> list[str]:
             f"{path}: split file not found. A VOC root holds ImageSets/Segmentation/{split}.txt "
             "(one image id per line); check VOC_ROOT points at .../VOCdevkit/VOC2012."
         )
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    ids = [line.strip() for line in path.read_text().splitlines()]
+    if "" in ids and any(ids):  # mmseg would look for JPEGImages/.jpg
+        raise DatasetError(
+            f"{path}, line {ids.index('') + 1}: blank line. A split file lists one image id per "
+            "line, with no blank lines (mmseg would read one as the image '.jpg'); delete it."
+        )
+    return [i for i in ids if i]
 
 
 def dataset_cfg(root: str | Path, split: str, pipeline: list | tuple = ()) -> dict:

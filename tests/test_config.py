@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +61,7 @@ def test_seed_preset_is_the_homework_recipe(demo_root, tmp_path, monkeypatch):
     ckpt.write_bytes(b"")  # only its existence matters to the builder
     monkeypatch.setattr(config_build, "pretrained_path", lambda dest=None: ckpt)
     cfg = build_config("seed", demo_root, tmp_path / "wd")
-    assert cfg.load_from == str(ckpt)
+    assert cfg.load_from == downloads.PRETRAINED_URL  # by URL: each machine reads its own cache
     assert tuple(cfg.crop_size) == (256, 256)
     assert tuple(cfg.model.data_preprocessor.size) == (256, 256)
     assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == 21
@@ -89,17 +88,11 @@ def test_seed_preset_is_the_homework_recipe(demo_root, tmp_path, monkeypatch):
     assert cfg.work_dir == str(tmp_path / "wd")
 
 
-def test_seed_preset_offline_says_so_and_starts_from_scratch(demo_root, tmp_path, monkeypatch,
-                                                             capsys):
+def test_seed_preset_offline_says_so_and_starts_from_scratch(demo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(config_build, "pretrained_path", lambda dest=None: tmp_path / "absent.pth")
     with pytest.warns(UserWarning, match="absent.pth: training starts FROM SCRATCH"):
         cfg = build_config("seed", demo_root, tmp_path)
     assert cfg.load_from is None and cfg.model.pretrained is None
-    # fetching offline says so (an unroutable address answers at once) and returns None
-    monkeypatch.setattr(downloads, "PRETRAINED_URL", "http://127.0.0.1:9/x-2376f12b.pth")
-    assert downloads.fetch_pretrained(tmp_path / "checkpoints", timeout=2) is None
-    assert "OFFLINE" in capsys.readouterr().out
-    assert not (tmp_path / "checkpoints").exists()
     with pytest.raises(FileNotFoundError, match="nope.pth.*load_from=None"):
         build_config("smoke", demo_root, tmp_path, load_from=str(tmp_path / "nope.pth"))
 
@@ -179,11 +172,7 @@ def test_bad_input_gives_clear_errors(demo_root, tmp_path):
         build_config("fast", demo_root, tmp_path)
     with pytest.raises(DatasetError, match="nowhere.*does not exist.*helpers.demo_data"):
         build_config("smoke", tmp_path / "nowhere", tmp_path)
-    broken = tmp_path / "VOC2012"
-    shutil.copytree(demo_root, broken)
-    (broken / "ImageSets" / "Segmentation" / "val.txt").unlink()
-    with pytest.raises(DatasetError, match=r"val\.txt: split file not found"):
-        build_config("smoke", broken, tmp_path)
+    # split-file problems: tests/test_voc.py, for every entry point
     with pytest.raises(FileNotFoundError, match="missing.py.*helpers.config --preset"):
         hc.load_config(tmp_path / "missing.py")
 

@@ -3,6 +3,7 @@ overwrite, ensure_dataset and the command line."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     b = demo_data.make_demo_dataset(tmp_path / "b", n_train=4, n_val=2, seed=3, n_unlabelled=1)
     c = demo_data.make_demo_dataset(tmp_path / "c", n_train=4, n_val=2, seed=4, n_unlabelled=1)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert len(files) == 7 + 6 + 3
+    assert len(files) == 7 + 6 + 3 + 1  # images, masks, split files, the demo marker
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
@@ -141,6 +142,59 @@ def test_dataset_banner_names_the_data(demo_root: Path, tmp_path: Path) -> None:
     assert "DATA: PASCAL VOC2012" in banner and "2 train images" in banner
     assert "DEMO" not in banner  # and it only read: nothing new under the root
     assert sorted(p.name for p in voc_like.rglob("*")) == ["ImageSets", "Segmentation", "train.txt"]
+
+
+def _interrupted_run(root: Path, monkeypatch: pytest.MonkeyPatch, after: int) -> None:
+    """Generate into `root` and press Ctrl-C after `after` masks were written."""
+    written = []
+    real_save_mask = voc.save_mask
+
+    def save_mask(mask, path):
+        if len(written) == after:
+            raise KeyboardInterrupt
+        written.append(path)
+        return real_save_mask(mask, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(voc, "save_mask", save_mask)
+        with pytest.raises(KeyboardInterrupt):
+            demo_data.make_demo_dataset(root, n_train=4, n_val=2, seed=5, n_unlabelled=1)
+
+
+def test_interrupted_generation_is_detected_and_made_again(tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
+    reference = demo_data.make_demo_dataset(tmp_path / "ref", n_train=4, n_val=2, seed=5,
+                                            n_unlabelled=1)
+    assert demo_data.is_demo_dataset(reference) and demo_data.demo_dataset_complete(reference)
+    root = tmp_path / "VOC2012"
+    _interrupted_run(root, monkeypatch, after=3)
+    assert demo_data.is_demo_dataset(root) and not demo_data.demo_dataset_complete(root)
+    assert demo_data.ensure_dataset(root) == root  # not accepted: made again, same recipe
+    assert "unfinished demo dataset" in capsys.readouterr().out
+    assert demo_data.demo_dataset_complete(root)
+    files = sorted(p.relative_to(reference) for p in reference.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert all((root / f).read_bytes() == (reference / f).read_bytes() for f in files)
+    voc.check_dataset(root, workers=1)
+    # a finished one that lost a file later is not complete either; the generator redoes it too
+    next((root / voc.MASK_DIR).iterdir()).unlink()
+    assert not demo_data.demo_dataset_complete(root)
+    demo_data.make_demo_dataset(root, n_train=4, n_val=2, seed=5, n_unlabelled=1)
+    assert demo_data.demo_dataset_complete(root)
+
+
+def test_a_dataset_without_the_marker_is_never_touched(demo_root: Path, tmp_path: Path) -> None:
+    """A tree without the demo marker is someone's data, even a damaged one: the generator and
+    ensure_dataset leave it exactly as it is."""
+    root = Path(shutil.copytree(demo_root, tmp_path / "VOC2012"))
+    (root / demo_data.DEMO_MARKER).unlink()
+    next((root / voc.MASK_DIR).iterdir()).unlink()  # incomplete, but not ours
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert not demo_data.is_demo_dataset(root)
+    assert demo_data.ensure_dataset(root) == root
+    with pytest.raises(FileExistsError, match="already holds a dataset"):
+        demo_data.make_demo_dataset(root)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
 def test_cli(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tarfile
 from pathlib import Path
 
 import cv2
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import downloads, palette, voc, voc_stats
+from helpers import palette, voc, voc_stats
 from helpers.voc import DatasetError
 
 
@@ -48,15 +47,24 @@ def check_fails(root: Path, *fragments: str) -> str:
     return message
 
 
-def test_constants_come_from_mmseg() -> None:
-    from mmseg.datasets import PascalVOCDataset
+def test_names_and_void_mean_what_mmseg_reads(demo_root: Path) -> None:
+    """The class ids read_mask returns are the ones mmseg's own pipeline loads, CLASSES names
+    them as PascalVOCDataset does, and IGNORE_INDEX pixels count for nothing in IoUMetric."""
+    import torch
+    from mmseg.evaluation import IoUMetric
 
-    meta = PascalVOCDataset.METAINFO
-    assert voc.CLASSES == tuple(meta["classes"])
-    assert voc.PALETTE == [list(c) for c in meta["palette"]]
-    assert len(voc.CLASSES) == voc.NUM_CLASSES == 21
-    assert voc.CLASSES[0] == "background" and voc.CLASSES[15] == "person"
-    assert voc.IGNORE_INDEX == 255
+    dataset = voc.voc_dataset(demo_root, "val", [dict(type="mmseg.LoadAnnotations")])
+    sample = dataset[0]
+    ids = voc.read_mask(sample["seg_map_path"])
+    np.testing.assert_array_equal(sample["gt_seg_map"], ids)
+    assert dataset.metainfo["classes"] == voc.CLASSES and len(voc.CLASSES) == voc.NUM_CLASSES
+    gt = torch.from_numpy(ids.astype(np.int64))
+    wrong = torch.where(gt == voc.IGNORE_INDEX, 7, gt)  # anything at void pixels
+    score = IoUMetric.intersect_and_union(gt, gt, voc.NUM_CLASSES, voc.IGNORE_INDEX)
+    assert (ids == voc.IGNORE_INDEX).any()
+    for got, expected in zip(IoUMetric.intersect_and_union(wrong, gt, voc.NUM_CLASSES,
+                                                           voc.IGNORE_INDEX), score, strict=True):
+        assert torch.equal(got, expected)
 
 
 def test_read_mask_gives_ids_where_cv2_gives_colours(demo_root: Path) -> None:
@@ -101,9 +109,35 @@ def test_missing_root(tmp_path: Path) -> None:
     check_fails(tmp_path / "nowhere", "nowhere", "root not found", "VOC_ROOT")
 
 
-def test_missing_split_file(copy_root: Path) -> None:
-    voc.split_file(copy_root, "val").unlink()
-    check_fails(copy_root, "val.txt", "split file not found")
+def _add_blank_line(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:2], "", *lines[2:]]) + "\n")  # line 3 is blank
+
+
+SPLIT_PROBLEMS = {  # how to break val.txt: what every entry point must say about it
+    "missing": (Path.unlink, r"val\.txt: split file not found"),
+    "blank line": (_add_blank_line, r"val\.txt, line 3: blank line"),
+}
+
+
+@pytest.mark.parametrize("problem", list(SPLIT_PROBLEMS))
+@pytest.mark.parametrize("entry", ["check_dataset", "build_config", "train"])
+def test_split_file_problems_are_named_by_every_entry_point(entry: str, problem: str,
+                                                           copy_root: Path, tmp_path: Path):
+    """The dataset check, the config builder and training all name the split file (and the
+    line), instead of mmseg's assert or a missing ``JPEGImages/.jpg`` deep in a data loader."""
+    from helpers.config import build_config
+    from helpers.train import train
+
+    cfg = build_config("smoke", copy_root, tmp_path / "wd", **{"train_cfg.max_iters": 1})
+    breaks, says = SPLIT_PROBLEMS[problem]
+    breaks(voc.split_file(copy_root, "val"))
+    run = {"check_dataset": lambda: voc.check_dataset(copy_root, workers=1),
+           "build_config": lambda: build_config("smoke", copy_root, tmp_path / "wd2"),
+           "train": lambda: train(cfg)}[entry]
+    with pytest.raises(DatasetError, match=says):
+        run()
+    assert not (tmp_path / "wd").exists()  # training stopped before it started
 
 
 def test_empty_split(copy_root: Path) -> None:
@@ -128,6 +162,18 @@ def test_truncated_jpeg(copy_root: Path) -> None:
     path = copy_root / voc.IMAGE_DIR / f"{image_id}.jpg"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     check_fails(copy_root, f"{image_id}.jpg", "cannot decode", "re-download")
+
+
+def test_binary_mask_with_255_foreground_is_reported(copy_root: Path) -> None:
+    """A black-and-white mask (0 background, 255 object) would be read as all void."""
+    image_id = first_id(copy_root)
+    path = copy_root / voc.MASK_DIR / f"{image_id}.png"
+    objects = (voc.read_mask(path) > 0) & (voc.read_mask(path) < 255)
+    Image.fromarray(np.where(objects, 255, 0).astype(np.uint8), mode="L").save(path)
+    check_fails(copy_root, f"{image_id}.png", "L-mode", "only 0 and 255", "void")
+    ids = np.where(objects, 15, 0).astype(np.uint8)  # the same mask holding a class id is fine
+    Image.fromarray(ids, mode="L").save(path)
+    np.testing.assert_array_equal(voc.read_mask(path), ids)
 
 
 def test_rgb_mask_and_its_conversion(copy_root: Path, tmp_path: Path) -> None:
@@ -234,13 +280,3 @@ def test_voc_dataset_is_mmseg(demo_root: Path) -> None:
     assert len(dataset) == len(voc.split_ids(demo_root, "val"))
     info = dataset.get_data_info(0)
     assert Path(info["img_path"]).is_file() and Path(info["seg_map_path"]).is_file()
-
-
-def test_download_voc_rejects_a_corrupt_archive(tmp_path: Path) -> None:
-    # A tar already at the destination is reused (no network); its md5 is checked first.
-    fake = tmp_path / Path(downloads.VOC_URL).name
-    with tarfile.open(fake, "w") as tar:
-        tar.add(__file__, arcname="VOCdevkit/VOC2012/readme.txt")
-    with pytest.raises(DatasetError, match="md5"):
-        downloads.download_voc(tmp_path)
-    assert not (tmp_path / "VOCdevkit").exists()

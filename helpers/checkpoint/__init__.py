@@ -33,13 +33,18 @@ from helpers.checkpoint.errors import (
 )
 from helpers.checkpoint.model import find_checkpoint, init_model
 from helpers.checkpoint.safe_load import ALLOWED_GLOBALS, load_checkpoint
-from helpers.checkpoint.schemes import download_checkpoint, register_safe_loaders
+from helpers.checkpoint.schemes import (
+    checkpoint_cache_path,
+    download_checkpoint,
+    register_safe_loaders,
+)
 
 __all__ = [
     "ALLOWED_GLOBALS",
     "CheckpointError",
     "CheckpointNotFoundError",
     "UnsafeCheckpointError",
+    "checkpoint_cache_path",
     "cli_guard",
     "download_checkpoint",
     "find_checkpoint",

@@ -20,19 +20,25 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from helpers.checkpoint.errors import CheckpointError, _one_line
 from helpers.checkpoint.safe_load import load_checkpoint
 
-__all__ = ["download_checkpoint", "register_safe_loaders"]
+__all__ = ["checkpoint_cache_path", "download_checkpoint", "register_safe_loaders"]
+
+
+def checkpoint_cache_path(url: str) -> Path:
+    """Where :func:`download_checkpoint` keeps ``url``: torch's hub cache, keyed by the full URL
+    (two URLs ending in the same file name never share a file)."""
+    name = Path(urllib.parse.urlparse(url).path).name or "checkpoint.pth"
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return Path(torch.hub.get_dir()) / "checkpoints" / "by_url" / key / name
 
 
 def download_checkpoint(url: str) -> Path:
-    """Download ``url`` once into torch's hub cache and return the local file (not loaded).
+    """Download ``url`` once into :func:`checkpoint_cache_path` and return the file (not loaded).
 
-    The cache is keyed by the full URL (two URLs ending in the same file name never share a
-    file). A name carrying a SHA-256 prefix, like OpenMMLab's ``..._20200606_112131-2376f12b.pth``,
-    is checked against the downloaded bytes.
+    A name carrying a SHA-256 prefix, like OpenMMLab's ``..._20200606_112131-2376f12b.pth``, is
+    checked against the downloaded bytes. An HTTP error status is an error, never a file.
     """
-    name = Path(urllib.parse.urlparse(url).path).name or "checkpoint.pth"
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / "by_url" / key / name
+    cached = checkpoint_cache_path(url)
+    name = cached.name
     if not cached.is_file():
         cached.parent.mkdir(parents=True, exist_ok=True)
         digest = re.search(r"-([0-9a-f]{8,64})\.[A-Za-z]+$", name)

@@ -26,7 +26,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 from helpers.config.mmseg_configs import find_config
 from helpers.config.presets import BASE_CONFIG, CONFIG_NAME, PRESETS, RECIPES, Recipe
-from helpers.downloads import pretrained_path
+from helpers.downloads import PRETRAINED_URL, pretrained_path
 from helpers.voc import NUM_CLASSES, SPLIT_DIR, DatasetError, dataset_cfg, split_ids
 
 __all__ = ["build_config", "main", "save_config", "set_norm_type"]
@@ -148,8 +148,9 @@ def build_config(
             ``**{"train_cfg.max_iters": 20}`` or ``load_from=None``. For presets whose PolyLR
             follows the schedule (official, smoke), its ``end`` follows ``train_cfg.max_iters``.
 
-    The seed preset loads ``pretrained_path()`` when it exists; otherwise it says so and starts
-    from scratch (run ``fetch_pretrained()`` on a machine with internet).
+    The seed preset loads the Cityscapes checkpoint by its URL once ``fetch_pretrained()`` has
+    put it in the cache (the safe loader reads the cache, or downloads it on a machine that
+    lacks it); before that it says so and starts from scratch.
     """
     if preset not in RECIPES:
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
@@ -194,7 +195,10 @@ def build_config(
                                         rule="greater", max_keep_ckpts=1)
     cfg.randomness = dict(seed=0)
     cfg.work_dir = str(work_dir)
-    cfg.load_from = str(pretrained_path()) if r.load_from == "pretrained" else r.load_from
+    if r.load_from == "pretrained":  # by URL once fetched: each machine reads its own cache
+        cfg.load_from = PRETRAINED_URL if pretrained_path().is_file() else str(pretrained_path())
+    else:
+        cfg.load_from = r.load_from
     # Loading the config imports helpers.checkpoint, which makes every checkpoint load safe
     # (also under mmseg's tools/train.py).
     cfg.custom_imports = dict(imports=["helpers.checkpoint"], allow_failed_imports=False)
