@@ -2,7 +2,8 @@
 
 ``train(cfg)`` is ``Runner.from_cfg(cfg).train()`` plus three things a course needs: mixed
 precision on a GPU (``AmpOptimWrapper``), unique names for mmengine's global objects so a
-notebook can train twice in one kernel, and the final validation metrics as a dict.
+notebook can train twice in one kernel (both in ``prepare_config``), and the final validation
+metrics as a dict.
 
 Command line (one process, or one per GPU under torchrun)::
 
@@ -24,18 +25,20 @@ import pandas as pd
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-__all__ = ["build_runner", "main", "read_scalars", "train", "val_metrics"]
+__all__ = ["build_runner", "main", "prepare_config", "read_scalars", "train", "val_metrics"]
 
 _RUN_IDS = itertools.count()
 
 
-def build_runner(cfg: Config, resume: bool = False, amp: bool | None = None) -> Runner:
-    """``Runner.from_cfg`` on a copy of ``cfg``, ready for ``.train()``.
+def prepare_config(cfg: Config, amp: bool | None = None) -> Config:
+    """A copy of ``cfg`` ready for ``Runner.from_cfg(...).train()`` (notebook 03's plumbing).
+
+    Checks the split files, switches to mixed precision on a GPU and gives mmengine's global
+    objects (logger, message hub, visualizer) a name of their own, so that a second run in the
+    same kernel does not write into the first run's folder. ``cfg.resume`` is kept as it is.
 
     Args:
         cfg: a training config (``helpers.config.build_config``).
-        resume: continue from the latest checkpoint in ``cfg.work_dir`` (iteration, optimizer,
-            scheduler and logs), as ``tools/train.py --resume``.
         amp: mixed precision (``AmpOptimWrapper``); None = on when CUDA is available.
     """
     import torch
@@ -51,7 +54,6 @@ def build_runner(cfg: Config, resume: bool = False, amp: bool | None = None) -> 
         ann_file = Path(dataset.get("ann_file") or "")
         if dataset.get("type") == "PascalVOCDataset" and ann_file.parent == Path(SPLIT_DIR):
             split_ids(dataset.data_root, ann_file.stem)  # a clear error instead of an assert
-    cfg.resume = resume
     if amp is None:
         amp = torch.cuda.is_available()
     if amp and cfg.optim_wrapper.get("type", "OptimWrapper") == "OptimWrapper":
@@ -62,6 +64,20 @@ def build_runner(cfg: Config, resume: bool = False, amp: bool | None = None) -> 
     cfg.experiment_name = tag
     if cfg.get("visualizer"):
         cfg.visualizer.name = f"visualizer_{tag}"
+    return cfg
+
+
+def build_runner(cfg: Config, resume: bool = False, amp: bool | None = None) -> Runner:
+    """``Runner.from_cfg(prepare_config(cfg))``, ready for ``.train()``.
+
+    Args:
+        cfg: a training config (``helpers.config.build_config``).
+        resume: continue from the latest checkpoint in ``cfg.work_dir`` (iteration, optimizer,
+            scheduler and logs), as ``tools/train.py --resume``.
+        amp: mixed precision (``AmpOptimWrapper``); None = on when CUDA is available.
+    """
+    cfg = prepare_config(cfg, amp=amp)
+    cfg.resume = resume
     return Runner.from_cfg(cfg)
 
 

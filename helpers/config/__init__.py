@@ -4,6 +4,7 @@
 - :mod:`~helpers.config.build`: ``build_config`` / ``save_config`` and the command line.
 - :mod:`~helpers.config.mmseg_configs`: where mmseg keeps its configs; ``load_config``.
 - :mod:`~helpers.config.compare`: diffs and differences between configs, the preset table.
+- :mod:`~helpers.config.zoo`: mmseg's model-zoo entries, published reference points, GPU times.
 
 Everything a notebook needs is importable from ``helpers.config`` itself. Command line::
 
@@ -28,10 +29,12 @@ from helpers.config.presets import (
     RECIPES,
     Recipe,
 )
+from helpers.config.zoo import HOMEWORK_LOG, model_zoo_entry, preset_gpu_times, reference_points
 
 __all__ = [
-    "BASE_CONFIG", "CONFIG_NAME", "OFFICIAL_CONFIG", "OFFICIAL_DIFFERENCES", "PRESETS",
-    "RECIPES", "Recipe", "build_config", "config_diff", "config_differences", "find_config",
-    "flatten_config", "load_config", "main", "mmseg_config_dir", "mmseg_tools_dir",
-    "preset_table", "save_config", "set_norm_type", "unexplained_official_differences",
+    "BASE_CONFIG", "CONFIG_NAME", "HOMEWORK_LOG", "OFFICIAL_CONFIG", "OFFICIAL_DIFFERENCES",
+    "PRESETS", "RECIPES", "Recipe", "build_config", "config_diff", "config_differences",
+    "find_config", "flatten_config", "load_config", "main", "mmseg_config_dir", "mmseg_tools_dir",
+    "model_zoo_entry", "preset_gpu_times", "preset_table", "reference_points", "save_config",
+    "set_norm_type", "unexplained_official_differences",
 ]
