@@ -180,7 +180,7 @@ def build_wheel(mmcv_version: str, out_dir: Path, pins: dict[str, str] | None = 
         patch_cxx_standard(src / "setup.py")
     std = "C++20 (setup.py edited: -std=c++17 -> -std=c++20)" if cxx20 else "C++17 as shipped"
     say(f"Building mmcv {mmcv_version} from its sdist against torch {version}, {std}, CPU ops, "
-        f"{env['MAX_JOBS']} jobs: about 7 min on 2 cores...")
+        f"{env['MAX_JOBS']} jobs: 7 min on 2 idle cores, longer on busy ones...")
     start = time.monotonic()
     built = work / "dist"
     run_step("Step 2/3 mmcv (build)",

@@ -106,7 +106,7 @@ def run_notebook(path: Path, folder: Path, base: Path, env: dict[str, str],
                                if re.match(r"(mmcv|Building|Built|Kept|Installing|Colab ready|"
                                            r"Set-up|Course stack|Restarting)", line)])
     if rerun_install:
-        result["rerun_s"] = round(times.get(len(nb.cells) - 1, float("nan")), 1)
+        result["rerun_s"] = round(times.get(len(nb.cells) - 1, float("nan")), 2)
     nbformat.write(nb, folder / path.name)
     return result
 
