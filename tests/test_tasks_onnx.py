@@ -1,0 +1,181 @@
+"""Notebook 05's task checks (helpers.tasks.onnx): blank, right and plausible wrong answers.
+
+The export and comparison checks run the real stack: torch's dynamo exporter, ONNX Runtime and
+the smoke model trained once per session (conftest's ``trained_smoke``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from helpers.checkpoint import init_model
+from helpers.onnx import ExactAdaptiveAvgPool2d, SegmentorGraph, exact_adaptive_pooling
+from helpers.tasks import evaluate
+from helpers.tasks import onnx as tasks
+
+
+def edges_right(n, bins):
+    return [(i * n // bins, -(-(i + 1) * n // bins)) for i in range(bins)]
+
+
+def test_bin_edges_blank_right_and_reference():
+    assert evaluate(None, tasks.verify_bin_edges) == ("unanswered", [])
+    assert evaluate(lambda n, b: None, tasks.verify_bin_edges) == ("unanswered", [])
+    assert evaluate(edges_right, tasks.verify_bin_edges) == ("correct", [])
+    assert evaluate(tasks.bin_edges_reference, tasks.verify_bin_edges) == ("correct", [])
+    floats = lambda n, b: [(math.floor(i * n / b), math.ceil((i + 1) * n / b)) for i in range(b)]  # noqa: E731
+    assert evaluate(floats, tasks.verify_bin_edges) == ("correct", [])
+
+
+def test_the_reference_is_what_torch_pools():
+    x = torch.arange(32, dtype=torch.float64).view(1, 1, 32)
+    pooled = torch.nn.functional.adaptive_avg_pool1d(x, 6).flatten().tolist()
+    assert [float(np.mean(range(s, e))) for s, e in tasks.bin_edges_reference(32, 6)] == pooled
+    assert tasks.bin_edges_reference(32, 6)[:2] == [(0, 6), (5, 11)]  # overlapping cells
+
+
+@pytest.mark.parametrize(("wrong", "says"), [
+    (lambda n, b: [(i * n // b, (i + 1) * n // b) for i in range(b)], "end too early"),
+    (lambda n, b: [(round(i * n / b), round((i + 1) * n / b)) for i in range(b)],
+     "not the pixels"),
+    (lambda n, b: [(i * n / b, (i + 1) * n / b) for i in range(b)], "not whole numbers"),
+    (lambda n, b: [(i * n // b, -(-(i + 1) * n // b)) for i in range(b - 1)], "one per bin"),
+    (lambda n, b: [i * n // b for i in range(b)], "not a list of (start, end) pairs"),
+    (lambda n, b: edges_right(32, 6), "bin_edges(32, 3)"),  # hard-coded for the lesson's case
+])
+def test_bin_edges_mistakes_are_named_without_the_answer(wrong, says):
+    status, problems = evaluate(wrong, tasks.verify_bin_edges)
+    assert status == "wrong" and says in problems[0], problems
+    assert "(5, 11)" not in problems[0] and "(10, 16)" not in problems[0]
+
+
+# --------------------------------------------------------------------------------------------
+# the export and the comparison, on the trained smoke model
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model(trained_smoke):
+    return init_model(trained_smoke.config_path, trained_smoke.checkpoint).eval()
+
+
+def export(model, path: Path, exact: bool = True) -> Path:
+    """What the task asks for (exact=True), or the same without the pooling swap."""
+    dynamic = torch.export.Dim.DYNAMIC
+    swap = exact_adaptive_pooling(model) if exact else torch.no_grad()
+    with torch.no_grad(), swap:
+        torch.onnx.export(SegmentorGraph(model).eval(), (torch.randn(1, 3, 256, 320),), str(path),
+                          dynamo=True, external_data=False, verbose=False, input_names=["input"],
+                          output_names=["logits"], dynamic_shapes=({2: dynamic, 3: dynamic},))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory) -> Path:
+    return export(model, tmp_path_factory.mktemp("task_onnx") / "mine.onnx")
+
+
+def test_export_blank_missing_and_right(model, exported, tmp_path):
+    verify = lambda path: tasks.verify_export(path, model)  # noqa: E731
+    assert evaluate(None, verify) == ("unanswered", [])
+    assert evaluate(tmp_path / "never_written.onnx", verify) == ("unanswered", [])
+    assert evaluate(exported, verify) == ("correct", [])
+    assert evaluate(str(exported), verify) == ("correct", [])
+
+
+def test_an_export_without_the_exact_pooling_is_wrong(model, tmp_path):
+    path = export(model, tmp_path / "baked.onnx", exact=False)
+    status, problems = evaluate(path, lambda p: tasks.verify_export(p, model))
+    assert status == "wrong" and len(problems) >= 2, problems
+    assert "exact_adaptive_pooling" in problems[-1]
+    assert all(("could not run it" in p or "differs from PyTorch" in p) for p in problems[:-1])
+
+
+def test_a_static_graph_is_wrong(model, tmp_path):
+    """A graph whose input is 1x3x256x320 (built with onnx.helper: only its input is read)."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 256, 320])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 256, 320])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph), str(tmp_path / "static.onnx"))
+    status, problems = evaluate(tmp_path / "static.onnx", lambda p: tasks.verify_export(p, model))
+    assert status == "wrong" and "fixed (256 x 320)" in problems[0], problems
+
+
+def test_a_model_left_with_the_swapped_pooling_is_wrong(model, exported):
+    swapped = copy.deepcopy(model)
+    stage = swapped.decode_head.psp_modules[0]
+    stage[0] = ExactAdaptiveAvgPool2d(stage[0].output_size)
+    status, problems = evaluate(exported, lambda p: tasks.verify_export(p, swapped))
+    assert status == "wrong" and "still holds ExactAdaptiveAvgPool2d" in problems[0]
+
+
+def ort_vs_pytorch_right(onnx_path, model, x):
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = SegmentorGraph(model).eval()(x).numpy()
+    return float(np.abs(got - want).max()), float((got.argmax(1) == want.argmax(1)).mean())
+
+
+def test_the_shifted_model_changes_about_half_the_pixels(model):
+    x = torch.randn(1, 3, 97, 131, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        a = SegmentorGraph(model).eval()(x)
+        b = SegmentorGraph(tasks.shifted_model(model, x)).eval()(x)
+    assert 0.3 < float((a.argmax(1) == b.argmax(1)).float().mean()) < 0.7
+    assert float((a - b).abs().max()) > 0.1
+
+
+def test_ort_vs_pytorch_blank_right_and_reference(model, exported):
+    verify = lambda fn: tasks.verify_ort_vs_pytorch(fn, model, exported)  # noqa: E731
+    assert evaluate(None, verify) == ("unanswered", [])
+    assert evaluate(lambda p, m, x: None, verify) == ("unanswered", [])
+    assert evaluate(ort_vs_pytorch_right, verify) == ("correct", [])
+    assert evaluate(tasks.ort_vs_pytorch_reference, verify) == ("correct", [])
+
+
+def _with(result):
+    """An answer that compares correctly, then returns `result(diff, agreement, got, want)`."""
+    def answer(onnx_path, model, x):
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        with torch.no_grad():
+            want = SegmentorGraph(model).eval()(x).numpy()
+        return result(got, want)
+    return answer
+
+
+@pytest.mark.parametrize(("wrong", "says"), [
+    (_with(lambda g, w: (float(np.abs(g - w).mean()), float((g.argmax(1) == w.argmax(1)).mean()))),
+     "max |logit difference|"),
+    (_with(lambda g, w: (float(np.abs(g - w).max()), float((g.argmax(-1) == w.argmax(-1)).mean()))),
+     "argmax agreement"),
+    (_with(lambda g, w: (float(np.abs(g - w).max()),
+                         100 * float((g.argmax(1) == w.argmax(1)).mean()))), "as a fraction"),
+    (_with(lambda g, w: (float(np.abs(g - g).max()), 1.0)), "max |logit difference|"),  # ORT vs ORT
+    (lambda p, m, x: (0.0, 1.0), "max |logit difference|"),  # hard-coded
+    (lambda p, m, x: float(np.abs(ort_vs_pytorch_right(p, m, x)[0])), "not two numbers"),
+])
+def test_ort_vs_pytorch_mistakes_are_named(model, exported, wrong, says):
+    status, problems = evaluate(wrong, lambda fn: tasks.verify_ort_vs_pytorch(fn, model, exported))
+    assert status == "wrong" and says in " ".join(problems), problems
+
+
+def test_comparing_with_the_model_at_one_eighth_is_reported(model, exported):
+    """model(x) gives the decode head's logits at 1/8 size: a shape error, shown as ✗."""
+    def raw(onnx_path, model, x):
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        with torch.no_grad():
+            want = model(x).numpy()
+        return float(np.abs(got - want).max()), float((got.argmax(1) == want.argmax(1)).mean())
+
+    status, problems = evaluate(raw, lambda fn: tasks.verify_ort_vs_pytorch(fn, model, exported))
+    assert status == "wrong" and "your code raised" in problems[0], problems

@@ -1,0 +1,34 @@
+"""Plausible wrong answers for notebook 05: answer cell grade_id → what a student might write.
+
+tests/test_grading.py hands these in (the instructor's solution with each of these cells
+replaced) and expects the test cell after each of them to fail. See source/README.md.
+"""
+
+WRONG_ANSWERS = {
+    # rounds the end down like the start: disjoint cells that miss the overlapping pixels
+    "bin_edges": '''
+def bin_edges(n, bins):
+    return [(i * n // bins, (i + 1) * n // bins) for i in range(bins)]
+''',
+    # dynamic height and width, but without the exact pooling: the traced cells are baked in
+    "export_exact": '''
+my_onnx = None
+example = torch.randn(1, 3, 256, 320)
+dynamic = torch.export.Dim.DYNAMIC
+with torch.no_grad():
+    torch.onnx.export(SegmentorGraph(model).eval(), (example,), f"{ONNX_DIR}/mine.onnx",
+                      dynamo=True, external_data=False, verbose=False,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_shapes=({2: dynamic, 3: dynamic},))
+my_onnx = Path(f"{ONNX_DIR}/mine.onnx")
+''',
+    # the mean absolute difference instead of the largest one
+    "ort_vs_pytorch": '''
+def ort_vs_pytorch(onnx_path, model, x):
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = SegmentorGraph(model).eval()(x).numpy()
+    return float(np.abs(got - want).mean()), float((got.argmax(1) == want.argmax(1)).mean())
+''',
+}
