@@ -244,14 +244,14 @@ def setup(use_drive: bool = False, course: str | Path | None = None, say=say) ->
         return
     before = installed()
     todo, kept = plan(pins, before)
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    # pip may add what is missing but not move Colab's torch or numpy (unless below FLOORS)
+    constraints = Path(tempfile.mkdtemp()) / "keep.txt"
+    constraints.write_text("".join(f"{n}=={before[n]}\n" for n in KEEP
+                                   if n in before and f"{n}=={pins.get(n)}" not in todo))
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(constraints)]
     if todo:
         say(f"Installing what this runtime lacks: {' '.join(todo)}")
-        keep = [f"{n}=={before[n]}" for n in KEEP
-                if n in before and f"{n}=={pins.get(n)}" not in todo]
-        constraints = Path(tempfile.mkdtemp()) / "keep.txt"
-        constraints.write_text("\n".join(keep) + "\n")
-        run_step("Step 2/3 packages", [*pip, "-c", str(constraints), *todo], NET_FIX)
+        run_step("Step 2/3 packages", [*pip, *todo], NET_FIX)
     if not _mmcv_ready(pins["mmcv"]):
         wheel = _obtain_mmcv(pins["mmcv"], pins, course, drive, say)
         run_step("Step 2/3 mmcv (install)", [*pip, str(wheel)],
