@@ -12,7 +12,8 @@ test-time Resize of the config) travels inside the ``.onnx`` file as metadata wr
 Overlays use the course's one blend rule (`helpers.palette`, numpy only) with the palette stored
 in the graph.
 
-Command line: ``python -m helpers.deploy --model FILE.onnx --image IMG --out DIR``.
+Command line: ``python -m helpers.deploy --model FILE.onnx --image IMG --out DIR [--force]``;
+exit status 2 with a one-line error for a bad model or image, or outputs that already exist.
 This module must stay importable without torch (tests/test_deploy.py checks it).
 """
 
@@ -23,13 +24,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
+from helpers.outputs import atomic_path, refuse_existing
 from helpers.palette import overlay
 
 __all__ = [
@@ -92,8 +94,17 @@ def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceS
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path} (export it first: "
                                 "python -m helpers.onnx ... --out FILE.onnx)")
-    return ort.InferenceSession(str(path), session_options(threads),
-                                providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), session_options(threads),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT's Fail / InvalidProtobuf / InvalidGraph ...
+        with path.open("rb") as f:
+            head = f.read(512).lstrip().lower()
+        what = ("is empty" if not head else "is an HTML/XML page (an error page saved by a "
+                "failed download?)" if head.startswith(b"<") else
+                f"is not a model ONNX Runtime can load ({' '.join(str(err).split())[:200]})")
+        raise DeployError(f"{path} {what}. Export it again with python -m helpers.onnx, or "
+                          "download it again.") from None
 
 
 @dataclass(frozen=True)
@@ -112,26 +123,48 @@ class ModelInfo:
     input_hw: tuple[int | None, int | None]  # None where the graph is dynamic
 
 
+_METADATA = ("classes", "palette", "input_format", "mean", "std", "bgr_to_rgb", "postprocess",
+             "test_resize", "min_side")
+_FORMATS = ("nhwc_bgr_uint8", "nchw_float_normalized")
+
+
 def model_info(session: ort.InferenceSession) -> ModelInfo:
-    """Read :class:`ModelInfo` from a session (clear error for a foreign .onnx)."""
+    """Read :class:`ModelInfo` from a session; a clear error for a foreign .onnx, or for one
+    whose metadata is incomplete or does not fit its graph."""
     meta = session.get_modelmeta().custom_metadata_map
+    source = getattr(session, "_model_path", None) or "this .onnx"
+    how = "export it again with python -m helpers.onnx"
     if "input_format" not in meta:
-        raise DeployError("this .onnx has no course metadata (input_format, classes, ...): "
-                          "export it with python -m helpers.onnx")
-    shape = session.get_inputs()[0].shape
-    hw = shape[1:3] if meta["input_format"] == "nhwc_bgr_uint8" else shape[2:4]
-    return ModelInfo(
-        classes=tuple(json.loads(meta["classes"])),
-        palette=tuple(tuple(c) for c in json.loads(meta["palette"])),
-        input_format=meta["input_format"],
-        mean=tuple(json.loads(meta["mean"])),
-        std=tuple(json.loads(meta["std"])),
-        bgr_to_rgb=json.loads(meta["bgr_to_rgb"]),
-        postprocess=json.loads(meta["postprocess"]),
-        test_resize=json.loads(meta["test_resize"]),
-        min_side=int(meta["min_side"]),
-        input_hw=tuple(d if isinstance(d, int) else None for d in hw),
-    )
+        raise DeployError(f"{source} has no course metadata (input_format, classes, ...): {how}")
+    missing = [key for key in _METADATA if key not in meta]
+    if missing:
+        raise DeployError(f"{source}: incomplete course metadata, {', '.join(missing)} "
+                          f"missing: {how}")
+    try:
+        values = {key: json.loads(meta[key]) for key in _METADATA if key != "input_format"}
+        info = ModelInfo(
+            classes=tuple(values["classes"]), palette=tuple(map(tuple, values["palette"])),
+            input_format=meta["input_format"], mean=tuple(values["mean"]),
+            std=tuple(values["std"]), bgr_to_rgb=bool(values["bgr_to_rgb"]),
+            postprocess=bool(values["postprocess"]), test_resize=values["test_resize"],
+            min_side=int(values["min_side"]), input_hw=(None, None))
+    except (ValueError, TypeError) as err:
+        raise DeployError(f"{source}: unreadable course metadata ({err}): {how}") from None
+    inputs = session.get_inputs()
+    problems = [
+        f"input_format {info.input_format!r} is not one of {', '.join(_FORMATS)}"
+        if info.input_format not in _FORMATS else "",
+        "mean/std are not 3 numbers each" if (len(info.mean), len(info.std)) != (3, 3) else "",
+        f"{len(inputs)} graph inputs, expected {1 + info.postprocess}"
+        if len(inputs) != 1 + info.postprocess else "",
+    ]
+    if any(problems):
+        raise DeployError(f"{source}: metadata does not describe a usable model "
+                          f"({'; '.join(p for p in problems if p)}): {how}")
+    shape = inputs[0].shape
+    hw = shape[1:3] if info.input_format == "nhwc_bgr_uint8" else shape[2:4]
+    return replace(info, input_hw=tuple(d if isinstance(d, int) else None
+                                                    for d in hw))
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -145,6 +178,9 @@ def check_image(image: np.ndarray) -> np.ndarray:
         raise DeployError(f"expected 3 colour channels (BGR), got {image.shape[2]} in shape "
                           f"{image.shape}; drop alpha with cv2.cvtColor(img, "
                           "cv2.COLOR_BGRA2BGR) or read with cv2.IMREAD_COLOR")
+    if 0 in image.shape[:2]:
+        raise DeployError(f"the image is empty ({image.shape[1]}x{image.shape[0]} pixels): "
+                          "check the file it was read from")
     if image.dtype != np.uint8:
         raise DeployError(f"expected dtype uint8 (0-255), got {image.dtype}; convert with "
                           "np.clip(img, 0, 255).astype(np.uint8)")
@@ -208,20 +244,29 @@ def segment(session: ort.InferenceSession, image: np.ndarray) -> np.ndarray:
 
 def segment_file(onnx_path: str | Path, image_path: str | Path,
                  opacity: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, RGB overlay) for an image file: the whole deployment in one call."""
+    """(mask, RGB overlay) for an image file: the whole deployment in one call.
+
+    The image is decoded by OpenCV with its EXIF orientation applied (as mmseg reads images).
+    """
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if image is None:
         raise DeployError(f"could not read image {image_path} (missing or not an image file)")
     session = make_session(onnx_path)
     mask = segment(session, image)
-    return mask, overlay(image[..., ::-1], mask, opacity, palette=model_info(session).palette)
+    palette = model_info(session).palette
+    if int(mask.max()) >= len(palette):
+        raise DeployError(f"{onnx_path}: its metadata has {len(palette)} palette colours, too "
+                          f"few to draw class {int(mask.max())}: export it again with "
+                          "python -m helpers.onnx from a model with dataset_meta")
+    return mask, overlay(image[..., ::-1], mask, opacity, palette=palette)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m helpers.deploy --model FILE.onnx --image IMG --out DIR``.
+    """``python -m helpers.deploy --model FILE.onnx --image IMG --out DIR [--force]``.
 
     Writes ``DIR/<stem>_mask.png`` (class ids) and ``DIR/<stem>_overlay.png``, and prints which
-    libraries the run loaded (never torch or OpenMMLab).
+    libraries the run loaded (never torch or OpenMMLab). Existing files are replaced only with
+    ``--force``. Bad input: one line on stderr, exit status 2.
     """
     parser = argparse.ArgumentParser(prog="python -m helpers.deploy",
                                      description="Segment one image with ONNX Runtime only.")
@@ -230,16 +275,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path, help="folder for the two PNGs")
     parser.add_argument("--opacity", type=float, default=0.5)
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
-    try:
-        mask, drawn = segment_file(args.model, args.image, args.opacity)
-    except (DeployError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = args.image.stem
-    cv2.imwrite(str(args.out / f"{stem}_mask.png"), mask)
-    cv2.imwrite(str(args.out / f"{stem}_overlay.png"), drawn[..., ::-1])
+    outputs = {"mask": args.out / f"{stem}_mask.png", "overlay": args.out / f"{stem}_overlay.png"}
+    try:
+        refuse_existing(outputs.values(), force=args.force)
+        mask, drawn = segment_file(args.model, args.image, args.opacity)
+    except (DeployError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    for what, image in (("mask", mask), ("overlay", drawn[..., ::-1])):
+        with atomic_path(outputs[what]) as tmp:
+            if not cv2.imwrite(str(tmp), image):
+                raise OSError(f"could not write {outputs[what]}")
     loaded = {name.split(".")[0] for name, module in sys.modules.items() if module is not None}
     heavy = sorted(loaded & {"torch", "mmseg", "mmcv", "mmengine"})
     print(f"{stem}: mask {mask.shape[0]}x{mask.shape[1]}, classes {np.unique(mask).tolist()} "

@@ -2,21 +2,26 @@
 
 The model is loaded with `helpers.checkpoint.init_model`: the course's one safe checkpoint
 loader, which also refuses a checkpoint whose head has a different number of classes than the
-config. Inference is mmseg's own `inference_model`; overlays are drawn by `helpers.palette`
-with the blend rule of mmseg's `SegLocalVisualizer` (the class behind `show_result_pyplot`).
+config. Each image is decoded once (PIL, with its EXIF orientation applied, as OpenCV and so
+mmseg's own loading do) and that array goes both to mmseg's `inference_model` and to the
+overlay, drawn by `helpers.palette` with the blend rule of mmseg's `SegLocalVisualizer` (the
+class behind `show_result_pyplot`).
 
 Command line (one overlay PNG and one VOC-palette mask PNG per image)::
 
-    python -m helpers.predict --config FILE --checkpoint FILE --input IMAGE_OR_DIR --out DIR
+    python -m helpers.predict --config FILE --checkpoint FILE --input IMAGE_OR_DIR --out DIR \\
+        [--force]
 
 Exit status: 0 when every image was written; 2 on bad arguments (missing file, class-count
-mismatch, unsafe checkpoint, output folder inside the dataset); 3 when some images could not be
-read and were skipped (the others are still written).
+mismatch, unsafe or broken checkpoint, output folder inside the dataset, outputs that already
+exist without --force); 3 when some images could not be read and were skipped (the others are
+still written).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import warnings
 from collections.abc import Sequence
@@ -30,7 +35,8 @@ from mmseg.structures import SegDataSample
 from PIL import Image
 from tqdm.auto import tqdm
 
-from helpers.checkpoint import init_model
+from helpers.checkpoint import cli_guard, init_model
+from helpers.outputs import atomic_path, refuse_existing
 from helpers.palette import overlay
 from helpers.voc import IMAGE_DIR, IMAGE_SUFFIXES, MASK_DIR, SPLIT_DIR, save_mask
 from helpers.voc import read_image as _read_rgb
@@ -42,6 +48,7 @@ __all__ = [
     "find_images",
     "find_voc_root",
     "main",
+    "output_names",
     "pred_mask",
     "predict_images",
     "read_image",
@@ -61,7 +68,8 @@ def read_image(path: str | Path) -> np.ndarray:
     """`helpers.voc.read_image`, with any decoding failure raised as `ImageReadError`."""
     try:
         return _read_rgb(path)
-    except (OSError, ValueError) as exc:  # PIL: UnidentifiedImageError, truncated file, ...
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # PIL: UnidentifiedImageError, truncated file, broken PNG chunks, absurd sizes, ...
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
 
 
@@ -101,16 +109,39 @@ def find_voc_root(path: str | Path) -> Path | None:
     return None
 
 
-def _check_out_dir(out_dir: Path, source: Path) -> None:
+def _check_out_dir(out_dir: Path, sources: Sequence[Path]) -> None:
     """Refuse an output folder inside a dataset: predictions must never mix with labels."""
-    roots = {r for r in (find_voc_root(out_dir), find_voc_root(source)) if r is not None}
+    folders = {Path(s) if Path(s).is_dir() else Path(s).parent for s in sources}
+    roots = {r for r in map(find_voc_root, (out_dir, *folders)) if r is not None}
     out = out_dir.resolve()
-    for root in roots:
+    for root in sorted(roots):
         if out == root or root in out.parents:
             raise ValueError(
                 f"Refusing to write predictions into {out_dir}: it is inside the dataset root "
                 f"{root}, which nothing but the demo-data generator may modify. "
                 "Choose a folder outside it, e.g. --out work_dirs/predictions.")
+
+
+def output_names(images: Sequence[str | Path]) -> dict[Path, str]:
+    """The output file stem of each input: its own stem, unless another input shares it.
+
+    ``a.jpg`` and ``a.png`` become ``a_jpg`` and ``a_png``; two ``a.jpg`` from different
+    folders become ``a_jpg`` and ``a_jpg_2``. No two inputs ever write the same file.
+    """
+    paths = list(dict.fromkeys(map(Path, images)))
+    stems = [p.stem for p in paths]
+    names = {p: p.stem for p in paths if stems.count(p.stem) == 1}  # these keep their stem
+    taken = set(names.values())
+    for path in paths:
+        if path not in names:
+            name = base = f"{path.stem}_{path.suffix.lstrip('.').lower()}".rstrip("_")
+            k = 1
+            while name in taken:
+                k += 1
+                name = f"{base}_{k}"
+            taken.add(name)
+            names[path] = name
+    return {p: names[p] for p in paths}
 
 
 @dataclass
@@ -123,30 +154,46 @@ class PredictReport:
 
 
 def predict_images(model: torch.nn.Module, images: Sequence[str | Path], out_dir: str | Path,
-                   opacity: float = 0.5) -> PredictReport:
-    """Predict every image; write ``out_dir/masks/<stem>.png`` and ``out_dir/overlays/<stem>.png``.
+                   opacity: float = 0.5, overwrite: bool = True) -> PredictReport:
+    """Predict every image; write ``out_dir/masks/<name>.png`` and ``out_dir/overlays/<name>.png``.
 
-    An image that cannot be read is named in a warning and skipped; the others are processed.
+    ``<name>`` is the image's stem (see :func:`output_names` for inputs that share one). An
+    output folder inside a dataset root is refused (``ValueError``); with ``overwrite=False``
+    existing outputs are refused too (``FileExistsError``), before anything runs. An image that
+    cannot be decoded is named in a warning and skipped; the others are processed. Each file is
+    written completely or not at all, even when interrupted.
     """
     out_dir = Path(out_dir)
+    names = output_names(images)
+    _check_out_dir(out_dir, list(names))
+    refuse_existing([out_dir / sub / f"{name}.png" for name in names.values()
+                     for sub in ("masks", "overlays")], force=overwrite)
     report = PredictReport()
-    for path in tqdm(list(map(Path, images)), desc="predict", unit="img"):
-        try:
-            image = read_image(path)
-        except ImageReadError as exc:
-            warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
-            report.skipped[path] = str(exc)
-            continue
-        mask = pred_mask(inference_model(model, str(path)))
-        for sub in ("masks", "overlays"):
-            (out_dir / sub).mkdir(parents=True, exist_ok=True)
-        report.masks.append(save_mask(mask, out_dir / "masks" / f"{path.stem}.png"))
-        over = out_dir / "overlays" / f"{path.stem}.png"
-        Image.fromarray(overlay(image, mask, opacity)).save(over)
-        report.overlays.append(over)
+    cfg = model.cfg  # inference_model edits the pipeline of the cfg it is given: give a copy
+    model.cfg = copy.deepcopy(cfg)
+    try:
+        for path, name in tqdm(names.items(), desc="predict", unit="img"):
+            try:
+                image = read_image(path)
+            except ImageReadError as exc:
+                warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
+                report.skipped[path] = str(exc)
+                continue
+            mask = pred_mask(inference_model(model, np.ascontiguousarray(image[..., ::-1])))
+            for sub in ("masks", "overlays"):
+                (out_dir / sub).mkdir(parents=True, exist_ok=True)
+            with atomic_path(out_dir / "masks" / f"{name}.png") as tmp:
+                save_mask(mask, tmp)
+            with atomic_path(out_dir / "overlays" / f"{name}.png") as tmp:
+                Image.fromarray(overlay(image, mask, opacity)).save(tmp)
+            report.masks.append(out_dir / "masks" / f"{name}.png")
+            report.overlays.append(out_dir / "overlays" / f"{name}.png")
+    finally:
+        model.cfg = cfg
     return report
 
 
+@cli_guard  # a CheckpointError raised outside the try below: one line too, status 2
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (see the module docstring)."""
     parser = argparse.ArgumentParser(
@@ -158,21 +205,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (outside the dataset)")
     parser.add_argument("--opacity", type=float, default=0.5, help="overlay opacity in (0, 1]")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
 
     try:
         if not 0 < args.opacity <= 1:
             raise ValueError(f"--opacity must be in (0, 1], got {args.opacity}")
         images = find_images(args.input)
-        _check_out_dir(Path(args.out), Path(args.input))
+        out = Path(args.out)
+        _check_out_dir(out, images)
+        refuse_existing([out / sub / f"{name}.png" for name in output_names(images).values()
+                         for sub in ("masks", "overlays")], force=args.force)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = init_model(args.config, args.checkpoint, device=device)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:  # CheckpointError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = predict_images(model, images, args.out, opacity=args.opacity)
-    print(f"wrote {len(report.masks)} masks to {Path(args.out) / 'masks'} and "
-          f"{len(report.overlays)} overlays to {Path(args.out) / 'overlays'}")
+    report = predict_images(model, images, out, opacity=args.opacity, overwrite=True)
+    print(f"wrote {len(report.masks)} masks to {out / 'masks'} and "
+          f"{len(report.overlays)} overlays to {out / 'overlays'}")
     if report.skipped:
         print(f"error: {len(report.skipped)} image(s) could not be read and were skipped:",
               file=sys.stderr)

@@ -3,6 +3,8 @@
 - ``demo_root``: a small synthetic VOC2012 tree (``helpers.demo_data``), made once per session.
 - ``trained_smoke``: the ``smoke`` preset trained once on ``demo_root`` (one to two minutes on
   two idle CPU cores); tests that need a real trained model (prediction, evaluation, export) use it.
+- ``phone_photo``: a validation image saved as a phone saves photos: stored sideways, with an
+  EXIF orientation that says how to turn it upright.
 
 Both are read-only for the tests that use them: copy what you need to change into ``tmp_path``.
 """
@@ -37,6 +39,24 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     base = tmp_path_factory.mktemp("demo_voc")
     return Path(make_demo_dataset(base / "VOCdevkit" / "VOC2012", seed=0))
+
+
+@pytest.fixture
+def phone_photo(demo_root: Path, tmp_path: Path):
+    """(path of a JPEG stored rotated with EXIF orientation 6, the upright RGB image)."""
+    import numpy as np
+    from PIL import Image
+
+    from helpers.voc import IMAGE_DIR, split_ids
+
+    with Image.open(demo_root / IMAGE_DIR / f"{split_ids(demo_root, 'val')[0]}.jpg") as img:
+        upright = np.array(img)
+    stored = Image.fromarray(np.rot90(upright, k=1))  # turned 90 degrees counter-clockwise
+    exif = stored.getexif()
+    exif[0x0112] = 6  # orientation 6: "turn 90 degrees clockwise to display"
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    return path, upright
 
 
 @pytest.fixture(scope="session")

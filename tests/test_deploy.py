@@ -88,6 +88,21 @@ def test_raw_graph_with_host_postprocessing_agrees(graphs: dict[str, Path],
         assert (a == b).mean() >= 0.9999
 
 
+def test_phone_photo_is_segmented_upright(graphs: dict[str, Path], phone_photo, trained_smoke):
+    """A photo stored sideways with an EXIF orientation: deployment sees it upright, as mmseg's
+    own inference does, and finds the same mask."""
+    from mmseg.apis import inference_model
+
+    from helpers.checkpoint import init_model
+    from helpers.predict import pred_mask
+
+    phone, upright = phone_photo
+    mask, drawn = deploy.segment_file(graphs["deploy"], phone)
+    assert mask.shape == upright.shape[:2] and drawn.shape == upright.shape
+    model = init_model(trained_smoke.config_path, trained_smoke.checkpoint)
+    assert (mask == pred_mask(inference_model(model, str(phone)))).mean() >= 0.9999
+
+
 def test_session_is_tuned(graphs: dict[str, Path]) -> None:
     options = deploy.make_session(graphs["deploy"]).get_session_options()
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -1,23 +1,30 @@
-"""helpers.predict: safe model loading, overlays, palette masks and the batch-prediction command."""
+"""helpers.predict: safe model loading, overlays, palette masks and the batch-prediction command;
+each image decoded once, upright; outputs never collide, never land in a dataset.
+
+Bad checkpoints on the command line: tests/test_command_lines.py."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mmengine.registry import init_default_scope
-from mmengine.runner import save_checkpoint
 from mmseg.apis import inference_model, show_result_pyplot
-from mmseg.registry import MODELS
 from PIL import Image
 
-from helpers.checkpoint import CheckpointError, init_model
-from helpers.config import build_config
+from helpers.checkpoint import init_model
 from helpers.palette import lut, overlay
-from helpers.predict import EXIT_SKIPPED, find_voc_root, main, pred_mask, predict_images
+from helpers.predict import (
+    EXIT_SKIPPED,
+    find_voc_root,
+    main,
+    output_names,
+    pred_mask,
+    predict_images,
+)
 from helpers.voc import PALETTE, read_mask, split_ids
 
 
@@ -35,20 +42,6 @@ def val_images(demo_root: Path, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def head20(demo_root: Path, tmp_path_factory) -> Path:
-    """An mmengine checkpoint of the smoke model with a 20-class head (the homework's mistake)."""
-    cfg = build_config("smoke", demo_root, tmp_path_factory.mktemp("head20"))
-    cfg.model.decode_head.num_classes = 20
-    if cfg.model.get("auxiliary_head"):
-        cfg.model.auxiliary_head.num_classes = 20
-    init_default_scope("mmseg")
-    model = MODELS.build(cfg.model)
-    path = Path(cfg.work_dir) / "head20.pth"
-    save_checkpoint({"state_dict": model.state_dict(), "meta": {}}, str(path))
-    return path
-
-
 def test_init_model_and_inference(trained_smoke, demo_root):
     model = init_model(trained_smoke.config_path, trained_smoke.checkpoint, device="cpu")
     assert model.decode_head.num_classes == 21
@@ -60,18 +53,6 @@ def test_init_model_and_inference(trained_smoke, demo_root):
     # a trained model, not random weights: most labelled pixels right on a validation image
     valid = gt != 255
     assert (mask[valid] == gt[valid]).mean() > 0.5
-
-
-def test_class_count_mismatch_names_both_numbers(trained_smoke, head20, val_images, tmp_path,
-                                                 capsys):
-    with pytest.raises(CheckpointError) as err:
-        init_model(trained_smoke.config_path, head20)
-    assert "20 classes" in str(err.value) and "21 classes" in str(err.value)
-    status = main(["--config", str(trained_smoke.config_path), "--checkpoint", str(head20),
-                   "--input", str(val_images), "--out", str(tmp_path / "out")])
-    message = capsys.readouterr().err
-    assert status == 2 and "20 classes" in message and "21 classes" in message
-    assert not (tmp_path / "out").exists()
 
 
 def test_overlay_is_mmseg_blend(trained_smoke, demo_root):
@@ -176,3 +157,89 @@ def test_cli_runs_as_a_module(trained_smoke, val_images, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "masks" / f"{image.stem}.png").is_file()
     assert (tmp_path / "out" / "overlays" / f"{image.stem}.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def model(trained_smoke):
+    return init_model(trained_smoke.config_path, trained_smoke.checkpoint, device="cpu")
+
+
+def test_images_sharing_a_stem_get_distinct_outputs(model, val_images, tmp_path):
+    first, second = sorted(val_images.glob("*.jpg"))[:2]
+    inputs = tmp_path / "in"
+    (inputs / "other").mkdir(parents=True)
+    shutil.copy(first, inputs / "a.jpg")
+    Image.open(second).save(inputs / "a.png")  # same stem, another picture
+    shutil.copy(second, inputs / "other" / "a.jpg")  # same name, another folder
+    paths = [inputs / "a.jpg", inputs / "a.png", inputs / "other" / "a.jpg"]
+    report = predict_images(model, paths, tmp_path / "out")
+    assert [p.name for p in report.masks] == ["a_jpg.png", "a_png.png", "a_jpg_2.png"]
+    assert len(set(report.overlays)) == 3
+    for path, mask in zip(paths, report.masks, strict=True):  # each file is its own image's
+        expected = pred_mask(inference_model(model, str(path)))
+        np.testing.assert_array_equal(read_mask(mask), expected)
+    assert output_names([inputs / "a.jpg", inputs / "b.jpg"]) == {
+        inputs / "a.jpg": "a", inputs / "b.jpg": "b"}  # unique stems are kept as they are
+
+
+def test_predict_images_refuses_a_folder_inside_the_dataset(model, demo_root, val_images):
+    before = _tree(demo_root)
+    images = sorted(val_images.glob("*.jpg"))
+    for out in (demo_root / "predictions", demo_root / "SegmentationClass"):
+        with pytest.raises(ValueError, match="inside the dataset root"):
+            predict_images(model, images, out)
+    assert _tree(demo_root) == before
+
+
+def test_existing_outputs_are_kept_unless_overwrite(model, val_images, tmp_path):
+    images = sorted(val_images.glob("*.jpg"))[:1]
+    report = predict_images(model, images, tmp_path)
+    report.masks[0].write_bytes(b"kept")
+    with pytest.raises(FileExistsError, match=f"{images[0].stem}.png already exists.*--force"):
+        predict_images(model, images, tmp_path, overwrite=False)
+    assert report.masks[0].read_bytes() == b"kept"
+    predict_images(model, images, tmp_path)  # the default (notebooks run twice) replaces
+    assert read_mask(report.masks[0]).shape == Image.open(images[0]).size[::-1]
+
+
+def test_phone_photo_is_upright_in_mask_and_overlay(model, phone_photo, tmp_path):
+    """A photo stored sideways with an EXIF orientation: the mask and the overlay are both
+    upright, as OpenCV (and so mmseg's own loading) shows the photo."""
+    import cv2
+
+    phone, upright = phone_photo
+    shown = cv2.imread(str(phone))[..., ::-1]  # what OpenCV decodes: upright
+    assert shown.shape == upright.shape
+    report = predict_images(model, [phone], tmp_path / "out")
+    mask = read_mask(report.masks[0])
+    np.testing.assert_array_equal(mask, pred_mask(inference_model(model, str(phone))))
+    with Image.open(report.overlays[0]) as drawn:
+        np.testing.assert_array_equal(np.array(drawn), overlay(shown, mask, 0.5))
+
+
+def test_each_image_is_decoded_once(model, val_images, tmp_path, monkeypatch):
+    """predict hands mmseg the decoded array: neither mmcv nor OpenCV decodes the file again;
+    and the model's own pipeline is left as it was for later inference_model calls."""
+    import mmcv
+
+    pipeline = copy.deepcopy(model.cfg.test_pipeline)
+    opened = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(Path(fp).name)
+        return real_open(fp, *args, **kwargs)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the image was decoded a second time")
+
+    monkeypatch.setattr(mmcv, "imfrombytes", no_decoding)
+    monkeypatch.setattr(mmcv, "imread", no_decoding)
+    monkeypatch.setattr(Image, "open", counting_open)
+    images = sorted(val_images.glob("*.jpg"))
+    report = predict_images(model, images, tmp_path)
+    assert len(report.masks) == len(images) and sorted(opened) == [p.name for p in images]
+    monkeypatch.undo()
+    assert model.cfg.test_pipeline == pipeline
+    assert pred_mask(inference_model(model, str(images[0]))).shape == read_mask(
+        report.masks[0]).shape

@@ -126,3 +126,22 @@ def test_bad_target_and_cpu_detection(int8_vnni: Path, tmp_path: Path) -> None:
     assert cpu_int8_target(amx) == "amx" and cpu_int8_target(vnni) == "vnni"
     assert cpu_int8_target(tmp_path / "missing") == "vnni"
     assert set(TARGETS) == {"vnni", "amx"}
+
+
+def test_quantize_never_replaces_its_input_and_cleans_up_when_interrupted(
+        demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers.onnx import ExportError
+
+    fp32 = _conv_net(tmp_path / "net.onnx")
+    before = fp32.read_bytes()
+    images = calibration_images(demo_root / "JPEGImages", limit=2)
+    with pytest.raises(ExportError, match="would replace its own fp32 input"):
+        quantize_int8(fp32, tmp_path / "." / "net.onnx", images)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("helpers.onnx.quantize.retarget_int8", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        quantize_int8(fp32, tmp_path / "net.int8.onnx", images)
+    assert [p.name for p in tmp_path.iterdir()] == ["net.onnx"] and fp32.read_bytes() == before

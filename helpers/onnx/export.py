@@ -9,7 +9,11 @@ failure with the old TorchScript exporter.
 Command line::
 
     python -m helpers.onnx --config FILE --checkpoint FILE --out FILE.onnx \\
-        [--size H W | --dynamic] [--deploy] [--int8 --calib DIR]
+        [--size H W | --dynamic] [--deploy] [--int8 --calib DIR] [--force]
+
+Exit status: 0 when the graph passed verification and was written; 1 when it failed
+verification (nothing written); 2 on bad input (missing or broken files, an unsafe or
+mismatched checkpoint, an output that exists without ``--force``), with a one-line error.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch
 from torch import nn
 
 from helpers import deploy
-from helpers.checkpoint import CheckpointError, init_model
+from helpers.checkpoint import cli_guard, init_model
 from helpers.onnx.graph import (
     ExportError,
     SegmentorGraph,
@@ -42,6 +46,7 @@ from helpers.onnx.graph import (
 )
 from helpers.onnx.pooling import exact_adaptive_pooling
 from helpers.onnx.quantize import calibration_images, quantize_int8
+from helpers.outputs import atomic_path, refuse_existing
 
 __all__ = [
     "MAX_LOGIT_DIFF",
@@ -204,32 +209,28 @@ def export_onnx(segmentor: nn.Module, out: str | Path, size: tuple[int, int] | N
                 hw[1]: dims("width", min=min_side, max=8192)}
         dynamic_shapes = (spec, None) if postprocess else (spec,)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.partial", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        swap = exact_adaptive_pooling(segmentor) if exact_pooling else contextlib.nullcontext()
-        with torch.no_grad(), swap:
-            torch.onnx.export(graph, example, str(tmp), dynamo=True, external_data=False,
-                              input_names=input_names, output_names=output_names,
-                              dynamic_shapes=dynamic_shapes, opset_version=opset,
-                              verbose=False)
-        model = onnx.load(str(tmp))
-        onnx.helper.set_model_props(model, graph_metadata(graph, min_side))
-        onnx.save(model, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
-        report.checker_ok = True
-        report.checks = verify_onnx(segmentor, tmp, sizes, preprocess, postprocess)
-        report.size_mb = tmp.stat().st_size / 2**20
-    except Exception as err:  # reported below; the graph never reaches `out`
-        report.error = f"{type(err).__name__}: {err}"
-    if not report.passed:
-        tmp.unlink(missing_ok=True)
-        exc = ExportError(f"export failed verification, nothing written to {out}\n{report}")
-        exc.report = report  # type: ignore[attr-defined]
-        raise exc
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:  # deleted on any failure, Ctrl-C included
+        try:
+            swap = exact_adaptive_pooling(segmentor) if exact_pooling else \
+                contextlib.nullcontext()
+            with torch.no_grad(), swap:
+                torch.onnx.export(graph, example, str(tmp), dynamo=True, external_data=False,
+                                  input_names=input_names, output_names=output_names,
+                                  dynamic_shapes=dynamic_shapes, opset_version=opset,
+                                  verbose=False)
+            model = onnx.load(str(tmp))
+            onnx.helper.set_model_props(model, graph_metadata(graph, min_side))
+            onnx.save(model, str(tmp))
+            onnx.checker.check_model(str(tmp), full_check=True)
+            report.checker_ok = True
+            report.checks = verify_onnx(segmentor, tmp, sizes, preprocess, postprocess)
+            report.size_mb = tmp.stat().st_size / 2**20
+        except Exception as err:  # reported below; the graph never reaches `out`
+            report.error = f"{type(err).__name__}: {err}"
+        if not report.passed:
+            exc = ExportError(f"export failed verification, nothing written to {out}\n{report}")
+            exc.report = report  # type: ignore[attr-defined]
+            raise exc
     return report
 
 
@@ -260,8 +261,9 @@ def homework_export_error(segmentor: nn.Module, size: tuple[int, int] = (256, 25
     return ""
 
 
+@cli_guard  # CheckpointError (not found, not a checkpoint, unsafe, mismatched): status 2
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m helpers.onnx``: export, verify, print the report; 1 when it fails."""
+    """``python -m helpers.onnx``: export, verify, print the report (exit status: see above)."""
     parser = argparse.ArgumentParser(prog="python -m helpers.onnx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="config file the model was trained with")
@@ -276,22 +278,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--int8", action="store_true", help="also write FILE.int8.onnx")
     parser.add_argument("--calib", type=Path, help="folder of training images for --int8")
     parser.add_argument("--calib-count", type=int, default=16)
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
     if args.int8 and args.calib is None:
         parser.error("--int8 needs --calib DIR (a folder of training images)")
     if args.size is None and not args.dynamic:
         args.size = [512, 512]
+    int8_out = args.out.with_suffix(".int8.onnx")
     try:
+        refuse_existing([args.out, *([int8_out] if args.int8 else [])], force=args.force)
+        calib = calibration_images(args.calib, args.calib_count) if args.int8 else []
         segmentor = init_model(args.config, args.checkpoint, device="cpu").eval()
+    except (FileNotFoundError, FileExistsError, ExportError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    try:
         report = export_onnx(segmentor, args.out, size=None if args.dynamic else args.size,
                              preprocess=args.deploy, postprocess=args.deploy)
         print(report)
         if args.int8:
-            int8 = quantize_int8(args.out, args.out.with_suffix(".int8.onnx"),
-                                 calibration_images(args.calib, args.calib_count))
+            int8 = quantize_int8(args.out, int8_out, calib)
             print(f"INT8: {int8} ({int8.stat().st_size / 2**20:.1f} MB)")
-    except (ExportError, CheckpointError, FileNotFoundError) as err:
+    except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
-

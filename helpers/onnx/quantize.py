@@ -168,6 +168,9 @@ def quantize_int8(fp32_path: str | Path, out: str | Path, images: Sequence[str |
         raise ValueError(f"unknown INT8 target {target!r}; choose auto or one of "
                          f"{sorted(TARGETS)}")
     out = Path(out)
+    if out.resolve() == Path(fp32_path).resolve():
+        raise ExportError(f"{out}: the INT8 model would replace its own fp32 input; write it to "
+                          "another file, e.g. FILE.int8.onnx")
     partial = out.with_name(out.name + ".partial")
     try:
         with tempfile.TemporaryDirectory() as tmp:
