@@ -1,0 +1,187 @@
+"""A model for notebooks 04 and 05 when this runtime has none: mmseg's, or a quick one trained here.
+
+Notebooks 04 and 05 use the checkpoint notebook 03 trained. On a fresh runtime (a Colab badge
+opens each notebook in its own) there is none, and :func:`ensure_checkpoint` picks, in order:
+
+1. **trained**: the best checkpoint of the run in ``work_dir`` (notebook 03's);
+2. **model zoo**: mmseg's own PSPNet R50-D8 trained on VOC2012 + SBD (``OFFICIAL_CONFIG``, 76.78
+   mIoU on VOC val in mmseg's model zoo), downloaded once when the machine is online and loaded
+   by the course's safe loader (``helpers.checkpoint``: ``weights_only=True``, strict). Its
+   address and score are read from mmseg's own metafile, not typed here;
+3. **smoke**: offline, the ``smoke`` preset is trained first (a slim PSPNet, about half a minute
+   on an idle 2-core CPU, minutes on a busy one) into ``work_dir/smoke_fallback``.
+
+Each choice says what it is and why. Nothing is written into ``work_dir`` itself, so notebook 03
+can still train there afterwards (and is then preferred). :func:`zoo_checkpoint` alone gives
+notebook 04's "quick win": a real VOC model's predictions before any training.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "FALLBACK_DIR",
+    "ModelChoice",
+    "ZOO_DIR",
+    "ensure_checkpoint",
+    "online",
+    "zoo_checkpoint",
+    "zoo_config",
+    "zoo_entry",
+]
+
+ZOO_DIR = "model_zoo"
+"""Subfolder of a work dir holding the config written for the model-zoo checkpoint."""
+
+FALLBACK_DIR = "smoke_fallback"
+"""Subfolder of a work dir where the offline fallback trains the ``smoke`` preset."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The config and checkpoint a notebook goes on with, and where they came from."""
+
+    source: str  #: "trained", "model_zoo" or "smoke"
+    config: Path
+    checkpoint: Path
+    note: str  #: one or two sentences for the reader: what this model is and why it was chosen
+
+    def __str__(self) -> str:
+        return (f"[{self.source}] {self.note}\n  config: {self.config}\n"
+                f"  checkpoint: {self.checkpoint}")
+
+
+def zoo_entry(name: str | None = None) -> dict:
+    """mmseg's metafile entry of a PSPNet config: ``{"name", "url", "miou", "config"}``.
+
+    ``name`` defaults to ``helpers.config.OFFICIAL_CONFIG``; read from
+    ``mmseg/.mim/configs/pspnet/metafile.yaml`` (the model zoo's own table).
+    """
+    import mmengine
+
+    from helpers.config import OFFICIAL_CONFIG, mmseg_config_dir
+
+    stem = Path(name or OFFICIAL_CONFIG).stem
+    metafile = mmseg_config_dir() / "pspnet" / "metafile.yaml"
+    for model in mmengine.load(str(metafile))["Models"]:
+        if model["Name"] == stem:
+            results = model["Results"]  # one dict, or a list of them (one per dataset)
+            metrics = (results[0] if isinstance(results, list) else results)["Metrics"]
+            return {"name": stem, "url": model["Weights"], "miou": float(metrics["mIoU"]),
+                    "config": f"{stem}.py"}
+    raise KeyError(f"{metafile} has no model named {stem!r}")
+
+
+def online(url: str, timeout: float = 5.0) -> str:
+    """"" when the server of ``url`` answers within ``timeout`` s, else why not (one line).
+
+    A short probe first, so that an offline machine finds out in seconds: the download itself
+    has no time limit.
+    """
+    host = urllib.parse.urlparse(url).netloc
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return ""
+    except urllib.error.HTTPError:  # the server answered; the download reports real errors
+        return ""
+    except (urllib.error.URLError, OSError) as err:
+        return f"cannot reach {host} ({getattr(err, 'reason', err)})"
+
+
+def zoo_checkpoint(download: bool = True, timeout: float = 5.0) -> Path | None:
+    """The model zoo's VOC checkpoint as a local file, downloading it (~190 MB) once if allowed.
+
+    Returns None, after printing why, when it is not in the cache and ``download`` is False, the
+    machine is offline, or the download fails. Never raises for those.
+    """
+    from helpers.checkpoint import CheckpointError, checkpoint_cache_path, download_checkpoint
+
+    entry = zoo_entry()
+    cached = checkpoint_cache_path(entry["url"])
+    if cached.is_file():
+        return cached
+    if not download:
+        print(f"Model zoo: {entry['name']} is not downloaded yet and downloads are off here "
+              "(SMOKE=1): skipped.")
+        return None
+    why = online(entry["url"], timeout)
+    if why:
+        print(f"Model zoo: offline, {why}: skipped.")
+        return None
+    print(f"Model zoo: downloading {entry['url']} (~190 MB, once) ...")
+    try:
+        return download_checkpoint(entry["url"])
+    except CheckpointError as err:
+        print(f"Model zoo: {err}")
+        return None
+
+
+def zoo_config(voc_root: str | Path, out_dir: str | Path) -> Path:
+    """Write the config the model-zoo checkpoint fits: the course's ``official`` preset (mmseg's
+    VOC recipe with BN and ``VOC_ROOT``'s val split), to ``out_dir/<CONFIG_NAME>``."""
+    from helpers.config import CONFIG_NAME, build_config, save_config
+
+    cfg = build_config("official", voc_root, out_dir, load_from=None)
+    return save_config(cfg, Path(out_dir) / CONFIG_NAME)
+
+
+def _trained(work_dir: Path) -> tuple[Path, Path] | None:
+    """(config, best checkpoint) of a finished run in ``work_dir``, or None."""
+    from helpers.config import CONFIG_NAME
+
+    found = sorted(work_dir.glob("best_*.pth"), key=lambda p: p.stat().st_mtime)
+    config = work_dir / CONFIG_NAME
+    return (config, found[-1]) if found and config.is_file() else None
+
+
+def ensure_checkpoint(work_dir: str | Path, voc_root: str | Path, download: bool = True,
+                      timeout: float = 5.0) -> ModelChoice:
+    """A config and checkpoint to go on with: trained, else the model zoo's, else smoke-trained.
+
+    Args:
+        work_dir: notebook 03's work dir (``WORK_DIR``).
+        voc_root: the dataset the configs point at (``VOC_ROOT``); it must exist.
+        download: allow downloading the model-zoo checkpoint (False under ``SMOKE``: a copy
+            already in the cache is still used).
+        timeout: seconds the online probe waits.
+
+    The choice is printed by ``print(choice)``; see the module doc for the order.
+    """
+    from helpers.config import CONFIG_NAME, build_config, save_config
+
+    work_dir = Path(work_dir)
+    found = _trained(work_dir)
+    if found:
+        return ModelChoice("trained", *found, f"the best checkpoint of the run in {work_dir} "
+                           "(notebook 03).")
+    zoo = zoo_checkpoint(download, timeout)
+    if zoo is not None:
+        entry = zoo_entry()
+        return ModelChoice(
+            "model_zoo", zoo_config(voc_root, work_dir / ZOO_DIR), zoo,
+            f"no trained checkpoint in {work_dir}, so this is mmseg's model-zoo PSPNet R50-D8 "
+            f"trained on VOC2012 + SBD ({entry['miou']} mIoU on VOC val, mmseg's figure), "
+            "loaded with weights_only=True. Run notebook 03 to use your own.")
+    fallback = work_dir / FALLBACK_DIR
+    found = _trained(fallback)
+    if found:
+        return ModelChoice("smoke", *found, f"no trained checkpoint in {work_dir} and no model-"
+                           f"zoo checkpoint: the smoke model trained earlier in {fallback}.")
+    from helpers.train import train
+
+    print(f"No trained checkpoint in {work_dir} and no model-zoo checkpoint: training the smoke "
+          f"preset first (a slim PSPNet from scratch, about a minute on a CPU) into {fallback}.")
+    cfg = build_config("smoke", voc_root, fallback)
+    save_config(cfg, fallback / CONFIG_NAME)
+    metrics = train(cfg)
+    found = _trained(fallback)
+    if not found:  # pragma: no cover - the smoke preset saves its best checkpoint
+        raise RuntimeError(f"training the smoke preset left no best checkpoint in {fallback}")
+    return ModelChoice("smoke", *found, f"no trained checkpoint in {work_dir} and offline: the "
+                       f"smoke preset was trained just now (val mIoU {metrics.get('mIoU', 0):.1f}"
+                       ", a slim model for trying the lesson out, not a real VOC model).")
