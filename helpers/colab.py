@@ -41,10 +41,11 @@ from helpers.mmcv_wheel import (
 __all__ = ["install_cell", "setup", "plan", "needs_restart", "SetupError", "main"]
 
 # Not needed on Colab: the test and notebook-running tools of `make test`, and mmcv's build tools
-# (those go to a private folder while mmcv builds, see helpers.mmcv_wheel).
+# (those go to a private folder while mmcv builds, see helpers.mmcv_wheel). setuptools is not
+# among them: on Python >= 3.12 it provides the `distutils` that mmengine's Runner imports.
 TEST_ONLY = {"jupyterlab", "ipykernel", "nbconvert", "nbformat", "nbval", "nbclient", "pytest",
              "ruff", "nbgrader", "papermill"}
-BUILD_ONLY = {"setuptools", "wheel", "ninja", "psutil"}
+BUILD_ONLY = {"wheel", "ninja", "psutil"}
 # Colab's own version is kept unless it is older than this: below it the stack cannot work.
 FLOORS = {"torch": (2, 0), "numpy": (1, 23)}
 KEEP = ("torch", "numpy")  # pip may not change these while installing the rest

@@ -48,7 +48,10 @@ def new_runtime(folder: Path, base: Path, env: dict[str, str]) -> str:
     subprocess.run([str(python), "-m", "venv", str(folder / "venv")], check=True)
     site = next((folder / "venv" / "lib").glob("python3*/site-packages"))
     base_site = next((base / "lib").glob("python3*/site-packages"))
-    (site / "colab-base.pth").write_text(f"{base_site.resolve()}\n")
+    # addsitedir, not a bare path: the base's own .pth files must work too, as they do on Colab
+    # (setuptools' distutils shim: mmengine imports distutils, gone from Python 3.12)
+    base_dir = str(base_site.resolve())
+    (site / "colab-base.pth").write_text(f"import site; site.addsitedir({base_dir!r})\n")
     spec = folder / "venv" / "share" / "jupyter" / "kernels" / "colab"
     spec.mkdir(parents=True)
     argv = [str(folder / "venv" / "bin" / "python"), "-m", "ipykernel_launcher", "-f",
@@ -117,6 +120,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--repo", default=ROOT.as_uri(), help="what the install cell clones")
     parser.add_argument("--notebooks", nargs="*", help="names (default: all in notebooks/)")
+    parser.add_argument("--notebook-dir", type=Path,
+                        help="run the notebooks found here (default: the snapshot's notebooks/)")
     parser.add_argument("--passes", nargs="*", default=["cold", "warm"])
     args = parser.parse_args()
     work = args.work.resolve()
@@ -125,7 +130,8 @@ def main() -> None:
     snapshot = work / "repo"
     shutil.rmtree(snapshot, ignore_errors=True)
     subprocess.run(["git", "clone", "-q", args.repo, str(snapshot)], check=True)
-    names = args.notebooks or sorted(p.name for p in (snapshot / "notebooks").glob("*.ipynb"))
+    source = (args.notebook_dir or snapshot / "notebooks").resolve()
+    names = args.notebooks or sorted(p.name for p in source.glob("*.ipynb"))
     report, failed = [], False
     for run in args.passes:
         if run == "cold":
@@ -135,8 +141,8 @@ def main() -> None:
             env = {"PYTHONPATH": str(STUB), "COURSE_REPO_URL": snapshot.as_uri(),
                    "COURSE_DIR": str(folder / "content" / "course"), "COURSE_USE_DRIVE": "1",
                    "COLAB_STUB_DRIVE": str(drive), "SMOKE": "1"}
-            row = {"pass": run, **run_notebook(snapshot / "notebooks" / name, folder, args.base,
-                                               env, rerun_install=name.startswith("00"))}
+            row = {"pass": run, **run_notebook(source / name, folder, args.base, env,
+                                               rerun_install=name.startswith("00"))}
             failed |= row["status"] != "ok"
             print(json.dumps(row), flush=True)
             report.append(row)

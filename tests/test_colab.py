@@ -83,8 +83,10 @@ def test_plan_installs_only_what_is_missing():
             "onnx": "1.23.2"}
     have = {"torch": "2.15.0+cu132", "numpy": "2.5.5", "pandas": "2.2.2", "setuptools": "75.2.0"}
     todo, kept = plan(pins, have)
-    assert todo == ["mmengine==0.10.7", "onnx==1.23.2"]  # no mmcv, no test or build tools
-    assert kept == ["torch 2.15.0+cu132", "numpy 2.5.5", "pandas 2.2.2"]
+    assert todo == ["mmengine==0.10.7", "onnx==1.23.2"]  # no mmcv, no test tools
+    assert kept == ["torch 2.15.0+cu132", "numpy 2.5.5", "pandas 2.2.2", "setuptools 75.2.0"]
+    # setuptools stays a runtime need: mmengine imports distutils, which Python 3.12 lacks
+    assert plan({"setuptools": "81.0.0"}, {}) == (["setuptools==81.0.0"], [])
     # below the floor the stack needs, Colab's version is replaced by the pin
     assert plan({"numpy": "2.4.6"}, {"numpy": "1.21.0"})[0] == ["numpy==2.4.6"]
 
