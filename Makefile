@@ -5,12 +5,14 @@
 # instructor notebooks in source/voc/; `make grade SUBMITTED=DIR OUT=FILE` autogrades hand-ins.
 # Both create the virtual environment in .venv/ when it is missing.
 
-# The Python of a new .venv: the newest supported one present, 3.12 then 3.11, on PATH or installed
-# by pyenv (`make env PYTHON=/path/to/python3.x` chooses). An existing .venv keeps its Python.
+# The Python of a new .venv: a supported one present, 3.11 (the course's reference: torch 2.13 has a
+# CPU wheel for it here) then 3.12 (a fresh Ubuntu 24.04 has only 3.12; pip then takes torch's
+# CUDA build, which also runs on a CPU), on PATH or installed by pyenv
+# (`make env PYTHON=/path/to/python3.x` chooses). An existing .venv keeps its Python.
 on_path = $(shell python$(1) -c 'import sys; print(sys.executable)' 2>/dev/null)
 in_pyenv = $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null)/versions/$(1).*/bin/python$(1))))
 find_python = $(or $(call on_path,$(1)),$(call in_pyenv,$(1)))
-PYTHON ?= $(or $(call find_python,3.12),$(call find_python,3.11))
+PYTHON ?= $(or $(call find_python,3.11),$(call find_python,3.12))
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
