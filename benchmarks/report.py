@@ -24,8 +24,27 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
-def summary_section(summary: dict, machine: dict) -> list[str]:
+def load_note(results: dict, machine: dict) -> list[str]:
+    """How busy the machine was: the 1-minute load average after each benchmark."""
+    loads = {name: r["load_average"][0] for name, r in results.items() if r.get("load_average")}
+    if not loads:
+        return []
+    cores = machine.get("logical_cores") or 1
+    text = ("Load on the machine: 1-minute load average after each benchmark "
+            + ", ".join(f"{name} {value:.1f}" for name, value in loads.items())
+            + f", on {cores} logical cores.")
+    if max(loads.values()) > cores:
+        text += (" Other work shared the cores during this run. PyTorch eager suffers most from "
+                 "that (its OpenMP threads wait for each other at every layer), ONNX Runtime "
+                 "(no spinning threads) and OpenVINO much less, so every ratio to eager fp32 "
+                 "is inflated; fractions of the limits, measured under the same load, hold "
+                 "better.")
+    return [text, ""]
+
+
+def summary_section(summary: dict, machine: dict, results: dict | None = None) -> list[str]:
     out = [f"## Summary: {machine.get('name', machine.get('cpu'))}", ""]
+    out += load_note(results or {}, machine)
     limits = summary.get("limits", {})
     if limits:
         out += ["Matrix-multiplication limits measured in this run (`bench_limits.py`, best "
@@ -164,7 +183,7 @@ def markdown(results: dict, info: dict, summary: dict, quick: bool,
             value = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in value.items())
         out.append(f"| {key} | {value} |")
     out += ["", "![latency](../images/bench_latency.png)", ""]
-    out += summary_section(summary, info)
+    out += summary_section(summary, info, results)
     out += int8_section(results.get("int8", {}))
     out += amx_section(amx)
     for name, result in results.items():

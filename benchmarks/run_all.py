@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md and results.json (`make bench`).
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--only inference accuracy ...]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only inference accuracy ...] [--render]
 
 Each `bench_*.py` prints one `RESULT {json}` line (see common.py); this script runs them one after
 the other (never in parallel: they time the same cores), keeps their figures with the machine's
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ def run_bench(name: str, quick: bool) -> dict:
                 "wall_s": time.perf_counter() - start}
     result = json.loads(lines[-1][len("RESULT "):])
     result["wall_s"] = time.perf_counter() - start
+    result["load_average"] = os.getloadavg()  # 1, 5, 15 min: did other work share the cores?
     return result
 
 
@@ -57,14 +59,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, smaller sizes")
     parser.add_argument("--only", nargs="*", choices=ORDER, help="run only these benchmarks")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite RESULTS.md and the plot from results.json")
     args = parser.parse_args()
     results_path = HERE / "results.json"
     previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results = previous.get("results", {}) if args.only else {}
-    for name in args.only or ORDER:
+    results = previous.get("results", {}) if args.only or args.render else {}
+    for name in [] if args.render else args.only or ORDER:
         results[name] = run_bench(name, args.quick)
     results = {name: results[name] for name in ORDER if name in results}
-    info = machine()
+    info = previous.get("machine") if args.render else machine()
     summary = summarize_run(results)
     results_path.write_text(json.dumps({"machine": info, "summary": summary,
                                         "results": results}, indent=2, default=float))
