@@ -8,8 +8,9 @@ opens each notebook in its own) there is none, and :func:`ensure_checkpoint` pic
    mIoU on VOC val in mmseg's model zoo), downloaded once when the machine is online and loaded
    by the course's safe loader (``helpers.checkpoint``: ``weights_only=True``, strict). Its
    address and score are read from mmseg's own metafile, not typed here;
-3. **smoke**: offline, the ``smoke`` preset is trained first (a slim PSPNet, about half a minute
-   on an idle 2-core CPU, minutes on a busy one) into ``work_dir/smoke_fallback``.
+3. **smoke**: offline (or with downloads off, as under ``SMOKE=1``), the ``smoke`` preset is
+   trained first (a slim PSPNet, about half a minute on an idle 2-core CPU, minutes on a busy
+   one) into ``work_dir/smoke_fallback``.
 
 Each choice says what it is and why. Nothing is written into ``work_dir`` itself, so notebook 03
 can still train there afterwards (and is then preferred). :func:`zoo_checkpoint` alone gives
@@ -182,6 +183,7 @@ def ensure_checkpoint(work_dir: str | Path, voc_root: str | Path, download: bool
     found = _trained(fallback)
     if not found:  # pragma: no cover - the smoke preset saves its best checkpoint
         raise RuntimeError(f"training the smoke preset left no best checkpoint in {fallback}")
-    return ModelChoice("smoke", *found, f"no trained checkpoint in {work_dir} and offline: the "
-                       f"smoke preset was trained just now (val mIoU {metrics.get('mIoU', 0):.1f}"
-                       ", a slim model for trying the lesson out, not a real VOC model).")
+    return ModelChoice("smoke", *found, f"no trained checkpoint in {work_dir} and no model-zoo "
+                       "checkpoint (see above): the smoke preset was trained just now (val mIoU "
+                       f"{metrics.get('mIoU', 0):.1f}, a slim model for trying the lesson out, not "
+                       "a real VOC model).")
