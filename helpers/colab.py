@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -182,8 +181,9 @@ def _link_to_drive(course: Path, folder: Path, say) -> None:
     say(f"data/ and work_dirs/ live on Drive: {folder}")
 
 
-def _find_wheel(key: str, drive: Path | None, say) -> Path | None:
-    """A wheel for `key`: from Drive, else from MMCV_WHEEL_URL (a .whl or a folder of them)."""
+def _find_wheel(key: str, drive: Path | None, wheels: Path, say) -> Path | None:
+    """A wheel for `key`: from Drive, else from MMCV_WHEEL_URL (a .whl or a folder of them),
+    downloaded into `wheels`."""
     if drive is not None and (drive / "wheels" / f"{key}.whl").is_file():
         say(f"mmcv: cached wheel found on Drive ({key}.whl), no build needed.")
         return drive / "wheels" / f"{key}.whl"
@@ -192,7 +192,8 @@ def _find_wheel(key: str, drive: Path | None, say) -> Path | None:
         return None
     exact = url.endswith(".whl")
     url = url if exact else f"{url.rstrip('/')}/{key}.whl"
-    dest = Path(tempfile.mkdtemp(prefix="mmcv-wheel-")) / f"{key}.whl"
+    wheels.mkdir(parents=True, exist_ok=True)
+    dest = wheels / f"{key}.whl"
     try:
         urllib.request.urlretrieve(url, dest)
     except (OSError, ValueError) as exc:
@@ -209,14 +210,15 @@ def _find_wheel(key: str, drive: Path | None, say) -> Path | None:
 def _obtain_mmcv(version: str, pins: dict[str, str], course: Path, drive: Path | None,
                  say) -> Path:
     """The mmcv wheel for this Python and torch: cached, hosted, or built (then cached)."""
-    key = wheel_key(version)
-    wheel = _find_wheel(key, drive, say)
+    key, wheels = wheel_key(version), course / "build" / "wheels"
+    wheel = _find_wheel(key, drive, wheels, say)
     if wheel is None:
-        wheel = build_wheel(version, course / "build" / "wheels", pins, say)
+        wheel = build_wheel(version, wheels, pins, say)
         if drive is not None:
             shutil.copyfile(wheel, drive / "wheels" / wheel.name)
             say(f"mmcv: wheel saved to Drive ({drive / 'wheels' / wheel.name}) for later runtimes.")
-    named = Path(tempfile.mkdtemp(prefix="mmcv-install-")) / install_name(wheel)
+    named = wheels / "install" / install_name(wheel)  # the file name pip insists on
+    named.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(wheel, named)
     return named
 
@@ -246,7 +248,8 @@ def setup(use_drive: bool = False, course: str | Path | None = None, say=say) ->
     before = installed()
     todo, kept = plan(pins, before)
     # pip may add what is missing but not move Colab's torch or numpy (unless below FLOORS)
-    constraints = Path(tempfile.mkdtemp()) / "keep.txt"
+    constraints = course / "build" / "colab-keep.txt"
+    constraints.parent.mkdir(exist_ok=True)
     constraints.write_text("".join(f"{n}=={before[n]}\n" for n in KEEP
                                    if n in before and f"{n}=={pins.get(n)}" not in todo))
     pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(constraints)]

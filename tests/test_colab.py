@@ -150,14 +150,15 @@ def test_hosted_wheel_url(tmp_path, monkeypatch):
     hosted.mkdir()
     monkeypatch.setenv("MMCV_WHEEL_URL", hosted.as_uri())
     said = []
-    assert colab._find_wheel(key, None, said.append) is None  # nothing hosted for this torch
+    # nothing hosted for this torch: build instead
+    assert colab._find_wheel(key, None, tmp_path / "dl", said.append) is None
     assert "building instead" in said[-1]
     fake_wheel(hosted / f"{key}.whl")
-    assert colab._find_wheel(key, None, said.append).read_bytes() == \
+    assert colab._find_wheel(key, None, tmp_path / "dl", said.append).read_bytes() == \
         (hosted / f"{key}.whl").read_bytes()
     monkeypatch.setenv("MMCV_WHEEL_URL", (hosted / "missing.whl").as_uri())
     with pytest.raises(SetupError, match="MMCV_WHEEL_URL=.*missing.whl"):
-        colab._find_wheel(key, None, said.append)
+        colab._find_wheel(key, None, tmp_path / "dl", said.append)
 
 
 def test_drive_mount_cache_and_links(tmp_path, monkeypatch):
@@ -176,7 +177,8 @@ def test_drive_mount_cache_and_links(tmp_path, monkeypatch):
     key = mmcv_wheel.wheel_key("2.1.0")
     fake_wheel(folder / "wheels" / f"{key}.whl")
     monkeypatch.delenv("MMCV_WHEEL_URL", raising=False)
-    assert colab._find_wheel(key, folder, print) == folder / "wheels" / f"{key}.whl"
+    cached = folder / "wheels" / f"{key}.whl"
+    assert colab._find_wheel(key, folder, tmp_path / "dl", print) == cached
 
 
 def test_setup_again_after_success_takes_no_install(tmp_path, capsys):
