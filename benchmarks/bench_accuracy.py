@@ -25,7 +25,14 @@ from pathlib import Path
 import cv2
 import torch
 from common import ROOT, emit, summarize
-from engines import PATHS, OpenVINOSession, bf16_autocast, channels_last_copy, openvino_available
+from engines import (
+    PATHS,
+    OpenVINOSession,
+    bf16_autocast,
+    channels_last_copy,
+    openvino_available,
+    openvino_int8_file,
+)
 
 from helpers import deploy
 
@@ -79,7 +86,7 @@ def measure(tmp: Path, quick: bool) -> tuple[dict[str, float], dict]:
     if openvino_available():
         sessions |= {"openvino_fp32": OpenVINOSession(fp32, "f32"),
                      "openvino_bf16": OpenVINOSession(fp32, "bf16"),
-                     "openvino_int8": OpenVINOSession(int8, "f32")}
+                     "openvino_int8": OpenVINOSession(openvino_int8_file(int8), "f32")}
     miou |= score_sessions(sessions, {i: ev.img_paths[i] for i in ev.image_ids})
     info = {"val_images": len(ev.image_ids), "train_s": trained_s,
             "int8_recipe": sessions["ort_int8"].get_modelmeta().custom_metadata_map.get(

@@ -32,7 +32,14 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from common import ROOT, emit, summarize, time_interleaved
-from engines import PATHS, OpenVINOSession, bf16_autocast, channels_last_copy, openvino_available
+from engines import (
+    PATHS,
+    OpenVINOSession,
+    bf16_autocast,
+    channels_last_copy,
+    openvino_available,
+    openvino_int8_file,
+)
 from torch import nn
 
 from helpers import deploy
@@ -105,7 +112,7 @@ def runners(model: nn.Module, fp32: Path, int8: Path,
     if openvino_available():
         sessions |= {"openvino_fp32": OpenVINOSession(fp32, "f32"),
                      "openvino_bf16": OpenVINOSession(fp32, "bf16"),
-                     "openvino_int8": OpenVINOSession(int8, "f32")}
+                     "openvino_int8": OpenVINOSession(openvino_int8_file(int8), "f32")}
     fns: dict[str, Callable[[], np.ndarray]] = {"eager_fp32": eager, "eager_bf16": eager_bf16}
     for name, session in sessions.items():
         fns[name] = lambda s=session: s.run(None, feed)[0]

@@ -22,10 +22,10 @@ Engines per precision:
   int8) with u8 and s8 activations and both weight zero points of ``helpers.onnx.quantize``;
   torch ``_int_mm`` (s8 x s8 -> s32).
 
-The engines of a precision take turns run by run. The limit of a precision is the best single
-run of any of its engines (the attainable ceiling); each engine is reported by its median as a
-fraction of that limit, so every fraction here is <= 1. An operation is a multiply or an add:
-one GEMM is 2 n^3 operations, one convolution 2 * 64^2 * 1024 * 512 * 9.
+Each engine runs back to back (warm), twice round all engines of a precision. The limit of a
+precision is the best single run of any of its engines (the attainable ceiling); each engine is
+reported by its median as a fraction of that limit, so every fraction here is <= 1. An operation
+is a multiply or an add: one GEMM is 2 n^3 operations, one convolution 2 * 64^2 * 1024 * 512 * 9.
 
     .venv/bin/python benchmarks/bench_limits.py [--quick] [--n 3072] [--runs 5] [--threads N]
 """
@@ -42,9 +42,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from common import emit, summarize, time_interleaved
+from common import emit, summarize, time_runs
 from engines import openvino_config
-from int8_kernels import conv_graph
+from int8_kernels import VARIANTS, conv_graph
 from onnx import TensorProto, helper, numpy_helper
 
 from helpers import deploy
@@ -228,20 +228,21 @@ def conv_engines(tmp: Path, out: Engines) -> None:
         runner = openvino_runner(fp32_path, x, hint)
         if runner is not None:
             out[precision][f"{tag} openvino Conv"] = (runner, ops)
-    for signed, zp, label in ((False, 0, "u8s8 weight zp 0"), (True, -1, "s8s8 weight zp -1")):
-        qdq = conv_graph(tmp / f"conv_{label[:4]}.onnx", CONV_IN, CONV_OUT, 3, signed, zp,
+    for k, (label, signed, zp) in enumerate(VARIANTS):
+        qdq = conv_graph(tmp / f"conv_int8_{k}.onnx", CONV_IN, CONV_OUT, 3, signed, zp,
                          side=CONV_SIDE)
-        out["int8"][f"{tag} onnxruntime QDQ Conv {label}"] = (ort_runner(qdq, x), ops)
+        out["int8"][f"{tag} onnxruntime QDQ Conv, {label}"] = (ort_runner(qdq, x), ops)
         runner = openvino_runner(qdq, x, "f32")
         if runner is not None:
-            out["int8"][f"{tag} openvino QDQ Conv {label}"] = (runner, ops)
+            out["int8"][f"{tag} openvino QDQ Conv, {label}"] = (runner, ops)
 
 
 def measure(n: int, runs: int, warmup: int) -> tuple[dict[str, dict], dict[str, dict]]:
     """Figures (per engine throughput and fraction) and the limits {precision: {...}}.
 
-    The engines of one precision take turns run by run (common.time_interleaved), so load from
-    elsewhere on the machine falls on all of them alike.
+    Each engine runs its ``runs`` back to back, warm, as a network's layers do; the engines of a
+    precision then go round a second time, so that a burst of load from elsewhere on the machine
+    does not decide an engine's best run alone.
     """
     throughput: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -250,7 +251,10 @@ def measure(n: int, runs: int, warmup: int) -> tuple[dict[str, dict], dict[str, 
         gemm_engines(n, tmp, engines)
         conv_engines(tmp, engines)
         for precision, runners in engines.items():
-            samples = time_interleaved({k: fn for k, (fn, _) in runners.items()}, runs, warmup)
+            samples: dict[str, list[float]] = {k: [] for k in runners}
+            for _ in range(2):
+                for name, (fn, _) in runners.items():
+                    samples[name] += time_runs(fn, runs, warmup)
             throughput[precision] = {k: [runners[k][1] / t for t in ts]
                                      for k, ts in samples.items()}
             for name, values in throughput[precision].items():
@@ -288,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     figures, limits = measure(n, runs, warmup=2)
     emit(figures, limits=limits, notes=(
         f"One {n}x{n} by {n}x{n} GEMM or one 3x3 convolution {CONV_IN}->{CONV_OUT} at "
-        f"{CONV_SIDE}x{CONV_SIDE} per call (constant weights), median of {runs} runs after 2 "
+        f"{CONV_SIDE}x{CONV_SIDE} per call (constant weights), median of 2 x {runs} runs after 2 "
         f"warm-up; torch {torch.__version__} ({torch.get_num_threads()} threads), ONNX Runtime "
         f"{ort.__version__} (helpers.deploy.session_options), OpenVINO with one stream and one "
         "thread per core. The limit of a precision is the best single run of any engine; "

@@ -4,13 +4,14 @@
   in channels_last, so oneDNN runs the convolutions on the CPU's bf16 dot-product instructions
   (AVX-512 BF16, or AMX on Intel CPUs that have it).
 * ONNX Runtime fp32 and INT8 (``helpers.deploy.make_session``).
-* OpenVINO fp32, bf16 (``INFERENCE_PRECISION_HINT``) and INT8 (it reads the same QDQ ``.onnx``
-  and runs its quantized parts in int8). :class:`OpenVINOSession` has the three methods of an
-  ``onnxruntime.InferenceSession`` that ``helpers.deploy.segment`` calls, so OpenVINO's masks
-  go through exactly the same pre- and post-processing and the same ``IoUMetric`` as ORT's.
+* OpenVINO fp32, bf16 (``INFERENCE_PRECISION_HINT``) and INT8 (it reads the same QDQ ``.onnx``,
+  in its symmetric-weight form, and runs its quantized parts in int8). :class:`OpenVINOSession`
+  has the three methods of an ``onnxruntime.InferenceSession`` that ``helpers.deploy.segment``
+  calls, so OpenVINO's masks go through exactly the same pre- and post-processing and the same
+  ``IoUMetric`` as ORT's.
 
 OpenVINO is optional (``requirements-bench.txt``, installed by ``make bench``); without it the
-OpenVINO paths are left out and the reports say so.
+OpenVINO paths are left out of the tables.
 """
 
 from __future__ import annotations
@@ -51,6 +52,25 @@ def openvino_config(precision: str = "f32", threads: int | None = None) -> dict[
     return {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
             "INFERENCE_NUM_THREADS": str(threads or deploy.physical_cores()),
             "INFERENCE_PRECISION_HINT": precision}
+
+
+def openvino_int8_file(int8: Path) -> Path:
+    """The INT8 graph in the form OpenVINO runs fastest: symmetric weights (the ``vnni`` form).
+
+    ``helpers.onnx.quantize_int8`` writes the ``amx`` form on CPUs with AMX (ONNX Runtime's
+    GEMM path); OpenVINO runs zero point -1 weights about 3x slower than symmetric ones
+    (bench_limits.py's int8 convolutions), so it gets the same model re-stored in the ``vnni``
+    form, which ``retarget_int8`` makes without changing any quantized value.
+    """
+    from helpers.onnx.quantize import retarget_int8
+
+    model = onnx.load(str(int8))
+    counts = retarget_int8(model, "vnni")
+    if not counts["activation zero points"] and not counts["weights re-stored"]:
+        return int8  # already in that form
+    out = int8.with_name(int8.name.replace(".onnx", ".vnni.onnx"))
+    onnx.save(model, str(out))
+    return out
 
 
 class OpenVINOSession:

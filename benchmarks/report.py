@@ -33,6 +33,10 @@ def load_note(results: dict, machine: dict) -> list[str]:
     text = ("Load on the machine: 1-minute load average after each benchmark "
             + ", ".join(f"{name} {value:.1f}" for name, value in loads.items())
             + f", on {cores} logical cores.")
+    unrecorded = [name for name in results if name not in loads]
+    if unrecorded:
+        text += (f" Not recorded for {', '.join(unrecorded)}: their figures come from an "
+                 "earlier `make bench` (see their wall times below).")
     if max(loads.values()) > cores:
         text += (" Other work shared the cores during this run. PyTorch eager suffers most from "
                  "that (its OpenMP threads wait for each other at every layer), ONNX Runtime "
@@ -47,9 +51,10 @@ def summary_section(summary: dict, machine: dict, results: dict | None = None) -
     out += load_note(results or {}, machine)
     limits = summary.get("limits", {})
     if limits:
-        out += ["Matrix-multiplication limits measured in this run (`bench_limits.py`, best "
-                "single run of any engine on one large GEMM):", "",
-                "| precision | limit | engine that reached it | GEMM |", "|---|---|---|---|"]
+        out += ["Matrix-multiplication limits measured in this run (`bench_limits.py`: the best "
+                "single run of any engine on one large GEMM or one large convolution):", "",
+                "| precision | limit | engine and shape that reached it | shapes tried |",
+                "|---|---|---|---|"]
         out += [f"| {p} | {fmt(v['value'])} {v['unit']} | {v['engine']} | {v['gemm']} |"
                 for p, v in limits.items()]
         out.append("")
@@ -159,7 +164,8 @@ def amx_section(amx: dict | None) -> list[str]:
 def figures_section(name: str, result: dict) -> list[str]:
     if result.get("error"):
         return [f"## {name}: FAILED", "", result["error"], ""]
-    out = [f"## {name}: all figures", "", "| figure | median | min – max | runs | unit |",
+    wall = f" ({result['wall_s'] / 60:.1f} min)" if result.get("wall_s") else ""
+    out = [f"## {name}: all figures{wall}", "", "| figure | median | min – max | runs | unit |",
            "|---|---|---|---|---|"]
     for fig, s in result.get("figures", {}).items():
         out.append(f"| {fig} | {fmt(s['median'])} | {fmt(s['min'])} – {fmt(s['max'])} "
