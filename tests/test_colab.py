@@ -161,8 +161,19 @@ def test_hosted_wheel_url(tmp_path, monkeypatch):
         colab._find_wheel(key, None, tmp_path / "dl", said.append)
 
 
-def test_drive_mount_cache_and_links(tmp_path, monkeypatch):
+@pytest.fixture
+def colab_stub(monkeypatch):
+    """The stand-in google.colab importable in this process, and forgotten afterwards: left in
+    sys.modules it would make every later test's process look like Colab's."""
     monkeypatch.syspath_prepend(str(STUB))
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name == "google.colab" or name.startswith("google.colab."):
+            del sys.modules[name]
+
+
+def test_drive_mount_cache_and_links(tmp_path, monkeypatch, colab_stub):
     course = tmp_path / "content" / "course"
     (course / "data").mkdir(parents=True)
     monkeypatch.delenv("COLAB_STUB_DRIVE", raising=False)
