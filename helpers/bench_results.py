@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ISA_NAMES", "cpu_flags", "load_results", "machine_summary", "recommend",
-           "speed_table", "this_cpu"]
+__all__ = ["ISA_NAMES", "cpu_flags", "int8_profile", "int8_variants", "load_results",
+           "machine_summary", "recommend", "speed_table", "this_cpu"]
 
 #: /proc/cpuinfo flags that decide which matrix kernels an engine can use, and their names.
 ISA_NAMES = {"avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
@@ -122,3 +122,38 @@ def recommend(table: pd.DataFrame, max_drop: float = 1.0) -> str:
         text += (f" The fastest, {fastest}, loses {lost:.2f} points." if pd.notna(lost) else
                  f" The fastest, {fastest}, has no mIoU measured.")
     return text
+
+
+def int8_profile(results: dict) -> pd.DataFrame:
+    """Where one run of the INT8 graph spends its time (ONNX Runtime's profiler, in the int8
+    benchmark): one row per kind of operator, most expensive first, with the nodes that ran,
+    the kernel time (ms) and its share of the run (%). Empty when the benchmark did not run."""
+    by_op = (((results.get("results") or {}).get("int8") or {}).get("profile") or {}).get("by_op")
+    if not by_op:
+        return pd.DataFrame()
+    rows: dict[str, dict] = {}
+    for op, f in by_op.items():
+        row = rows.setdefault(f.get("category", op), {"operators": [], "nodes": 0, "ms": 0.0,
+                                                      "share": 0.0})
+        row["operators"].append(op)
+        row["nodes"] += int(f.get("nodes", 0))
+        row["ms"] += float(f.get("ms", 0.0))
+        row["share"] += float(f.get("share", 0.0))
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("what runs")
+    table["operators"] = table["operators"].map(", ".join)
+    table["% of run"] = (100 * table.pop("share")).round(1)
+    return table.sort_values("ms", ascending=False).round({"ms": 1})
+
+
+def int8_variants(results: dict) -> pd.DataFrame:
+    """The INT8 variants the int8 benchmark timed (storage form for another CPU's kernels,
+    spinning threads, the whole graph quantized), each as latency and × the form chosen here."""
+    figures = ((results.get("results") or {}).get("int8") or {}).get("figures") or {}
+    latency = {m.group(1): float(f["median"]) for name, f in figures.items()
+               if (m := re.fullmatch(r"ORT INT8 \S+, (.+)", name)) and f.get("unit") == "s"}
+    chosen = next((t for name, t in latency.items() if "chosen here" in name), None)
+    if not latency or chosen is None:
+        return pd.DataFrame()
+    table = pd.DataFrame({"latency (s)": latency}).rename_axis("ORT INT8 variant")
+    table["× the form chosen here"] = chosen / table["latency (s)"]
+    return table.sort_values("latency (s)").round(3)

@@ -26,10 +26,11 @@ from packaging.version import Version
 
 __all__ = ["Setup", "repo_root", "setup_notebook", "check_environment", "Check"]
 
-MMCV_BUILD = (
-    'pip install "setuptools<82" wheel ninja psutil && MMCV_WITH_OPS=1 FORCE_CUDA=0 '
-    "pip install --no-build-isolation --no-cache-dir --force-reinstall --no-deps mmcv==2.1.0"
-)
+# mmcv 2.1.0 has no wheel for today's torch: it is built against the installed one. `make env`
+# does it for .venv; helpers.colab does it anywhere else (Colab's own torch included), raising
+# mmcv's C++ standard to C++20 when torch's headers need it (helpers.mmcv_wheel).
+MMCV_BUILD = ("make clean-env && make env (rebuilds .venv with mmcv 2.1.0's ops); elsewhere: "
+              "python -m helpers.colab (builds mmcv==2.1.0 against this torch, installs it)")
 
 
 def repo_root() -> Path:

@@ -91,3 +91,28 @@ def test_cpu_flags_and_name_from_a_cpuinfo_file(tmp_path):
                                               "amx_int8": True, "amx_bf16": False}
     assert bench_results.this_cpu(tmp_path / "none") == "" and not any(
         bench_results.cpu_flags(tmp_path / "none").values())
+
+
+INT8 = {"results": {"int8": {
+    "figures": {"ORT INT8 512x512, form vnni (chosen here)": _figure(0.2),
+                "ORT INT8 512x512, form amx": _figure(0.4),
+                "profile 512x512: quantized Conv": _figure(150.0, "ms")},
+    "profile": {"ms_per_run": 200.0, "by_op": {
+        "QLinearConv": {"ms": 150.0, "share": 0.75, "nodes": 61, "category": "quantized Conv"},
+        "DequantizeLinear": {"ms": 12.0, "share": 0.06, "nodes": 43,
+                             "category": "Quantize/Dequantize"},
+        "QuantizeLinear": {"ms": 8.0, "share": 0.04, "nodes": 42,
+                           "category": "Quantize/Dequantize"},
+        "Resize": {"ms": 30.0, "share": 0.15, "nodes": 5, "category": "Resize (upsampling)"}}}}}}
+
+
+def test_the_int8_profile_groups_operators_by_what_they_do():
+    table = bench_results.int8_profile(INT8)
+    assert list(table.index) == ["quantized Conv", "Resize (upsampling)", "Quantize/Dequantize"]
+    qdq = table.loc["Quantize/Dequantize"]
+    assert (qdq["nodes"], qdq["ms"], qdq["% of run"]) == (85, 20.0, 10.0)
+    assert qdq["operators"] == "DequantizeLinear, QuantizeLinear"
+    variants = bench_results.int8_variants(INT8)
+    assert list(variants.index) == ["form vnni (chosen here)", "form amx"]  # ms figures left out
+    assert variants.loc["form amx", "× the form chosen here"] == pytest.approx(0.5)
+    assert bench_results.int8_profile(OLD).empty and bench_results.int8_variants(OLD).empty

@@ -35,7 +35,7 @@ def test_mmcv_without_compiled_ops_is_flagged(monkeypatch):
     monkeypatch.setitem(sys.modules, "mmcv.ops", None)  # import raises ImportError
     check = env._check_mmcv()
     assert not check.ok and "compiled ops missing" in check.details
-    assert "--no-build-isolation" in check.fix
+    assert "make env" in check.fix and "python -m helpers.colab" in check.fix
 
 
 def test_missing_package_gives_its_install_command(monkeypatch):
