@@ -203,6 +203,79 @@ def markdown(results: dict, info: dict, summary: dict, quick: bool,
     return "\n".join(out)
 
 
+#: README.md's figures between these two lines are rewritten by every `make bench`
+README_START = "<!-- figures written by make bench (benchmarks/report.py): do not edit by hand -->"
+README_END = "<!-- end of make bench's figures -->"
+#: short names of the paths shown in the README
+README_PATHS = {"eager_fp32": "PyTorch eager fp32", "ort_fp32": "ORT fp32", "ort_int8": "ORT INT8",
+                "openvino_int8": "OpenVINO INT8"}
+
+
+def _median(results: dict, bench: str, figure: str) -> float | None:
+    entry = results.get(bench, {}).get("figures", {}).get(figure)
+    return None if entry is None else float(entry["median"])
+
+
+def readme_rows(results: dict, info: dict, summary: dict) -> list[str]:
+    """The README's table of headline figures, from the same run as RESULTS.md."""
+    rows = [f"| machine | {info.get('name', info.get('cpu', 'unknown'))}; torch "
+            f"{info.get('torch', '?')}, onnxruntime {info.get('onnxruntime', '?')}"
+            + (f", openvino {str(info['openvino']).split('-')[0]}" if info.get("openvino") else "")
+            + " |"]
+    notebooks = {name.split()[1].split("_")[0]: f["median"] for name, f in
+                 results.get("notebooks", {}).get("figures", {}).items()
+                 if name.startswith("notebook ")}
+    total = _median(results, "notebooks", "notebooks, all together")
+    if total is not None:
+        rows.append("| all six notebooks under `SMOKE=1` (`make test`'s settings) | "
+                    f"{total:.0f} s (" + ", ".join(f"{k}: {v:.0f} s" for k, v in notebooks.items())
+                    + ") |")
+    train = {k: _median(results, "train", f"smoke {k}") for k in (
+        "training, 200 iterations, total (cpu)", "training, seconds per iteration (cpu)",
+        "training, peak memory (RSS)", "training, validation mIoU")}
+    if None not in train.values():
+        total_s, per_it, rss, miou = train.values()
+        rows.append(f"| smoke training, 200 iterations on the CPU | {total_s:.1f} s ({per_it:.3f} "
+                    f"s/iteration, {rss:.0f} MiB peak RSS), val mIoU {miou:.1f} on the demo data |")
+    scan = _median(results, "stats", "statistics scan, 2913 masks, 2 processes")
+    if scan is not None:
+        rows.append(f"| class-statistics scan over 2,913 VOC-size masks | {scan:.2f} s "
+                    "(2 processes) |")
+    sizes = summary.get("sizes") or {}
+    if sizes:
+        size = list(sizes)[-1]
+        paths = sizes[size]
+        shown = [p for p in README_PATHS if p in paths]
+        rows.append(f"| PSPNet R50-D8 at {size.replace('x', '×')}, one image: "
+                    + " / ".join(README_PATHS[p] for p in shown)
+                    + " | " + " / ".join(f"{fmt(paths[p]['latency_s'])} s" for p in shown)
+                    + " (" + ", ".join(f"{paths[p]['vs_eager']:.2f}×" for p in shown[1:])
+                    + " eager) |")
+        t = summary.get("targets") or {}
+        if t.get("best_path"):
+            best = README_PATHS.get(t["best_path"], t["best_path"])
+            rows.append(f"| fastest CPU path within {t['max_miou_drop']:g} mIoU of eager fp32 | "
+                        f"{best}, {t['best_vs_eager']:.2f}× eager "
+                        f"(target {t['speedup_target']:g}×), "
+                        f"mIoU drop {fmt(t['best_miou_drop'], 2)}; the whole network at the "
+                        f"measured int8 limit would be {fmt(t.get('int8_ceiling_vs_eager'))}× |")
+        if t.get("ort_fp32_fraction") is not None:
+            rows.append(f"| ONNX Runtime fp32 as a fraction of the fp32 limit measured in the run "
+                        f"| {_pct(t['ort_fp32_fraction'])} |")
+    return ["| what | figure |", "|---|---|", *rows]
+
+
+def rewrite_readme(readme: Path, rows: list[str]) -> bool:
+    """Put `rows` between the README's markers; False (README untouched) without markers."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text("\n".join([head + README_START, *rows, README_END]) + tail)
+    return True
+
+
 def plot_latency(summary: dict, path: Path) -> Path | None:
     """Bars per path at each size: median latency, labelled with its ratio to eager fp32."""
     sizes = summary.get("sizes", {})

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, machine
-from report import markdown, plot_latency
+from report import markdown, plot_latency, readme_rows, rewrite_readme
 from summary import summarize_run
 
 HERE = Path(__file__).resolve().parent
@@ -77,6 +77,8 @@ def main() -> None:
                 for p in (GPU_RESULTS, AMX_RESULTS))
     (HERE / "RESULTS.md").write_text(markdown(results, info, summary, args.quick, gpu, amx))
     print(f"wrote {HERE / 'RESULTS.md'} and {results_path}")
+    if not args.quick and rewrite_readme(ROOT / "README.md", readme_rows(results, info, summary)):
+        print(f"rewrote the figures in {ROOT / 'README.md'}")
     failed = [name for name, result in results.items() if result.get("error")]
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)} (see RESULTS.md)")

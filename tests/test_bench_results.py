@@ -116,3 +116,24 @@ def test_the_int8_profile_groups_operators_by_what_they_do():
     assert list(variants.index) == ["form vnni (chosen here)", "form amx"]  # ms figures left out
     assert variants.loc["form amx", "× the form chosen here"] == pytest.approx(0.5)
     assert bench_results.int8_profile(OLD).empty and bench_results.int8_variants(OLD).empty
+
+
+def test_the_readme_figures_are_the_committed_results(tmp_path, monkeypatch):
+    from helpers.env import repo_root
+
+    monkeypatch.syspath_prepend(str(repo_root() / "benchmarks"))
+    import report
+
+    saved = json.loads((repo_root() / "benchmarks" / "results.json").read_text())
+    rows = report.readme_rows(saved["results"], saved["machine"], saved["summary"])
+    readme = (repo_root() / "README.md").read_text()
+    block = readme.split(report.README_START)[1].split(report.README_END)[0]
+    assert block.strip().splitlines() == rows  # `make bench` wrote them; nobody edited them
+    assert any("eager" in row and "×" in row for row in rows)
+    copy = tmp_path / "README.md"
+    copy.write_text(f"intro\n{report.README_START}\nold figure\n{report.README_END}\nrest\n")
+    assert report.rewrite_readme(copy, ["| a | b |"])
+    assert copy.read_text() == (f"intro\n{report.README_START}\n| a | b |\n{report.README_END}"
+                                "\nrest\n")
+    copy.write_text("no markers\n")
+    assert not report.rewrite_readme(copy, ["| a | b |"]) and copy.read_text() == "no markers\n"
