@@ -209,6 +209,17 @@ def _check_env() -> int:
     return int(os.environ["WORLD_SIZE"])
 
 
+def _check_gpus(local_processes: int) -> None:
+    """nccl needs a GPU of its own for each process of a machine (two ranks on one GPU fail
+    inside nccl with "Duplicate GPU detected"): say so before any process group exists."""
+    gpus = torch.cuda.device_count()
+    if local_processes > gpus:
+        raise LauncherError(
+            f"torchrun started {local_processes} processes on this machine, which has {gpus} "
+            f"GPU(s); nccl needs one GPU per process. Start --nproc_per_node={gpus}, or hide the "
+            "GPUs (CUDA_VISIBLE_DEVICES=) to train on the CPU cores with gloo.\n" + launch_help())
+
+
 def _init_gloo(cfg: Config) -> None:
     """Join the CPU process group ourselves (mmengine 0.10.7 cannot, see :func:`configure`)."""
     if torch.distributed.is_initialized():
@@ -251,6 +262,8 @@ def configure(cfg: Config, launcher: str) -> Config:
         return cfg
     world_size = _check_env()
     cuda = torch.cuda.is_available()
+    if cuda:
+        _check_gpus(int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
     distribute_config(cfg, world_size, cuda)
     if not cuda:
         _init_gloo(cfg)

@@ -90,6 +90,21 @@ def test_launcher_none_inside_torchrun_job(monkeypatch: pytest.MonkeyPatch) -> N
         configure(Config.fromfile(PSPNET), "none")
 
 
+def test_more_processes_than_gpus_is_refused_before_nccl(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in dict(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2",
+                            MASTER_ADDR="127.0.0.1", MASTER_PORT="29555").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(LauncherError, match=r"2 processes on this machine, which has 1 GPU"):
+        configure(Config.fromfile(PSPNET), "pytorch")
+    assert not torch.distributed.is_initialized()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # one GPU each: accepted
+    cfg = distribute_config(Config.fromfile(PSPNET), world_size=2, cuda=True)
+    assert cfg.env_cfg.dist_cfg.backend == "nccl"
+
+
 def test_cli_without_torchrun_says_how_to_launch(tmp_path: Path) -> None:
     config = tmp_path / "pspnet.py"
     Config.fromfile(PSPNET).dump(config)
@@ -222,6 +237,7 @@ def two_process_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     config = save_config(cfg, base / "dist_smoke.py")
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
     env["MPLBACKEND"] = "Agg"
+    env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU path (gloo) on any machine, one GPU or none
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd += ["-m", "helpers.train", "--config", str(config), "--launcher", "pytorch"]
