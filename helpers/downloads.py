@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "download_voc",
     "fetch_pretrained",
     "pretrained_path",
+    "urlopen_within",
     "voc_present",
 ]
 
@@ -42,6 +44,31 @@ PRETRAINED_URL = (
     "pspnet_r50-d8_512x1024_80k_cityscapes_20200606_112131-2376f12b.pth"
 )
 """The Cityscapes PSPNet checkpoint the homework fine-tunes (``load_from`` of ``seed``)."""
+
+
+def urlopen_within(request: str | urllib.request.Request, timeout: float):
+    """``urllib.request.urlopen(request)``, given up after ``timeout`` s in all.
+
+    urlopen's own timeout bounds each socket operation, not the host-name lookup before them: on
+    a network that drops DNS packets the lookup alone can take minutes. Here the whole call runs
+    in a daemon thread, and after ``timeout`` s this raises ``URLError`` whatever it waits for.
+    """
+    done: dict = {}
+
+    def call() -> None:
+        try:
+            done["response"] = urllib.request.urlopen(request, timeout=timeout)
+        except BaseException as err:  # noqa: BLE001  (re-raised in the caller's thread)
+            done["error"] = err
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise urllib.error.URLError(f"no answer within {timeout:g} s (name lookup or network)")
+    if "error" in done:
+        raise done["error"]
+    return done["response"]
 
 
 def pretrained_path() -> Path:
@@ -68,7 +95,7 @@ def fetch_pretrained(timeout: float = 5.0) -> Path | None:
     if path.is_file():
         return path
     try:  # a short probe, so that an offline machine answers in seconds, not minutes
-        urllib.request.urlopen(PRETRAINED_URL, timeout=timeout).close()
+        urlopen_within(PRETRAINED_URL, timeout).close()
     except urllib.error.HTTPError as err:
         raise CheckpointError(
             f"{PRETRAINED_URL}: the server answered HTTP {err.code} ({err.reason}); the file may "

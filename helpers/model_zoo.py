@@ -25,6 +25,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.downloads import urlopen_within
+
 __all__ = [
     "FALLBACK_DIR",
     "ModelChoice",
@@ -79,14 +81,15 @@ def zoo_entry(name: str | None = None) -> dict:
 
 
 def online(url: str, timeout: float = 5.0) -> str:
-    """"" when the server of ``url`` answers within ``timeout`` s, else why not (one line).
+    """"" when the server of ``url`` answers within ``timeout`` s (name lookup included), else
+    why not (one line).
 
     A short probe first, so that an offline machine finds out in seconds: the download itself
     has no time limit.
     """
     host = urllib.parse.urlparse(url).netloc
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+        with urlopen_within(urllib.request.Request(url, method="HEAD"), timeout):
             return ""
     except urllib.error.HTTPError:  # the server answered; the download reports real errors
         return ""

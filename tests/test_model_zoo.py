@@ -45,6 +45,18 @@ def test_online_answers_quickly_when_nothing_listens():
     assert why.startswith("cannot reach 127.0.0.1:9")
 
 
+def test_online_gives_up_on_a_name_lookup_that_hangs(monkeypatch):
+    import socket
+    import time
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(30))  # dropped DNS
+    start = time.monotonic()
+    why = model_zoo.online("https://download.example.org/checkpoint.pth", timeout=1)
+    assert time.monotonic() - start < 5
+    assert why == ("cannot reach download.example.org "
+                   "(no answer within 1 s (name lookup or network))")
+
+
 def test_zoo_checkpoint_says_why_it_is_skipped(hub, offline, capsys):
     assert model_zoo.zoo_checkpoint(download=False) is None
     assert "downloads are off" in capsys.readouterr().out
