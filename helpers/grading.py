@@ -4,7 +4,8 @@
 folder (``build/grade/``) the instructor notebooks of ``source/voc/`` are released again (which
 fills nbgrader's sqlite gradebook with the instructor's test cells, hidden tests included), every
 hand-in is autograded by ``nbgrader autograde`` (a student's edited test cells are replaced by the
-instructor's, deleted ones are put back; ``NBGRADER_EXECUTION`` makes every check strict) and
+instructor's, deleted ones are put back; under ``NBGRADER_EXECUTION`` a failed check writes to
+stderr, which scores its test cell 0, and the notebook goes on with the reference result) and
 nbgrader's HTML feedback is written per student. `OUT` gets one CSV row per student and notebook,
 ``student,notebook,score,max_score``, read from the gradebook; why a notebook lost points (failed
 test cells, time limits, crashes) goes to ``messages.csv`` beside the feedback.

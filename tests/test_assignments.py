@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -62,11 +63,23 @@ def test_exceptions_of_student_code_are_reported_not_raised(interactive, capsys)
     assert "KeyError" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("var, value", [("NBGRADER_EXECUTION", "autograde"),
-                                        ("COURSE_CHECKS", "strict")])
-def test_grading_makes_unanswered_and_wrong_raise(interactive, monkeypatch, var, value):
+def test_under_nbgrader_a_failed_check_writes_stderr_and_hands_on_the_reference(
+        interactive, monkeypatch, capsys):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert grading()
+    assert check("sq", None, _square_ok, reference=abs) is abs
+    out = capsys.readouterr()
+    assert "not answered yet" in out.err and out.out == ""  # stderr: nbgrader scores the cell 0
+    assert check("sq", lambda x: 2 * x, _square_ok, reference=abs, hint="use **") is abs
+    assert re.search(r"f\(3\) is 6[\s\S]*Hint: use \*\*", capsys.readouterr().err)
+    square = lambda x: x * x  # noqa: E731
+    assert check("sq", square, _square_ok) is square
+    assert capsys.readouterr().err == ""
+
+
+def test_strict_checks_make_unanswered_and_wrong_raise(interactive, monkeypatch):
     assert not grading()
-    monkeypatch.setenv(var, value)
+    monkeypatch.setenv("COURSE_CHECKS", "strict")
     assert grading()
     with pytest.raises(TaskFailed, match="not answered yet"):
         check("sq", None, _square_ok, reference=abs)

@@ -108,6 +108,18 @@ def test_each_plausible_wrong_answer_fails_its_own_test(graded, name):
         assert set(tests) <= set(results["wrong", name].failed), (grade_id, results["wrong", name])
 
 
+@pytest.mark.parametrize("name", SOURCES)
+def test_a_wrong_answer_fails_only_its_own_test_cell(graded, name):
+    """Under nbgrader a failed check hands the lesson the reference result: no other cell of a
+    wrong hand-in raises (no NameError from a name the wrong task left undefined)."""
+    base, _ = graded
+    nb = nbformat.read(base / "course" / "autograded" / "wrong" / "voc" / f"{name}.ipynb", 4)
+    errors = [(i, o.ename) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              and not c.metadata.get("nbgrader", {}).get("grade")
+              for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
+
+
 def test_the_csv_and_the_feedback(graded):
     base, results = graded
     with (base / "out" / "grades.csv").open() as f:

@@ -7,9 +7,12 @@ worlds:
 - **interactively** (JupyterLab, Colab, ``make run``) it prints ✓, ✗ with the problems and a hint,
   or "not answered yet", and hands the lesson either the student's answer (when right) or the
   reference result (otherwise, saying so), so "Run All" always reaches the end;
-- **under grading** (:func:`grading`: nbgrader sets ``NBGRADER_EXECUTION`` while it autogrades or
-  validates; ``COURSE_CHECKS=strict`` does the same for ``make test``) an unanswered or wrong task
-  raises :class:`TaskFailed`, an ``AssertionError``, so nbgrader's test cell fails and scores 0.
+- **under nbgrader** (it sets ``NBGRADER_EXECUTION`` while it autogrades or validates) an
+  unanswered or wrong task writes its report to stderr, which makes nbgrader score the test cell
+  0, and still hands the lesson the reference result: a later task is then graded on its own,
+  never failed by a name that an earlier wrong task left undefined;
+- **with** ``COURSE_CHECKS=strict`` (``make test`` on the instructor notebooks) it raises
+  :class:`TaskFailed`, an ``AssertionError``, so that nbval stops at the first failing check.
 
 A *verify* function takes the answer and returns a list of problems, each a sentence that names
 what is wrong (the field, the class, the pixel count) without giving the right value; an empty
@@ -26,7 +29,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-__all__ = ["NotAnswered", "TaskFailed", "grading", "answered", "evaluate", "check"]
+__all__ = ["NotAnswered", "TaskFailed", "grading", "strict", "answered", "evaluate", "check"]
 
 T = TypeVar("T")
 
@@ -42,9 +45,14 @@ class TaskFailed(AssertionError):
     """A task is unanswered or wrong while grading; nbgrader counts the test cell as failed."""
 
 
+def strict() -> bool:
+    """True with ``COURSE_CHECKS=strict``: a failing check raises."""
+    return os.environ.get(STRICT_ENV) == "strict"
+
+
 def grading() -> bool:
     """True under nbgrader (it sets ``NBGRADER_EXECUTION``) or with ``COURSE_CHECKS=strict``."""
-    return bool(os.environ.get("NBGRADER_EXECUTION")) or os.environ.get(STRICT_ENV) == "strict"
+    return bool(os.environ.get("NBGRADER_EXECUTION")) or strict()
 
 
 def answered(value: T, what: str = "your function") -> T:
@@ -76,9 +84,10 @@ def check(task_id: str, answer: Any, verify: Callable[[Any], Iterable[str]], *,
           reference: Any = None, hint: str = "") -> Any:
     """Check one task; return the answer when correct, else `reference` (see the module doc).
 
-    Under :func:`grading`, an unanswered or wrong task raises :class:`TaskFailed` with the
-    problems and the hint. What the verification writes to stderr (library warnings) goes to
-    stdout: nbgrader scores a test cell with any stderr output 0.
+    Under :func:`strict`, an unanswered or wrong task raises :class:`TaskFailed` with the
+    problems and the hint; under nbgrader the same report goes to stderr (the test cell scores 0)
+    and `reference` is returned. What the verification itself writes to stderr (library
+    warnings) goes to stdout: nbgrader scores a test cell with any stderr output 0.
     """
     with contextlib.redirect_stderr(sys.stdout):
         status, problems = evaluate(answer, verify)
@@ -92,8 +101,11 @@ def check(task_id: str, answer: Any, verify: Callable[[Any], Iterable[str]], *,
         lines += [f"  - {p}" for p in problems]
         if hint:
             lines.append(f"  Hint: {hint}")
-    if grading():
+    if strict():
         raise TaskFailed("\n".join(lines))
+    if grading():  # nbgrader: stderr scores the cell 0; the lesson goes on with the reference
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        return reference
     go_on = ("continuing with the reference result." if reference is not None
              else "the lesson goes on without it.")
     if status == "unanswered":
