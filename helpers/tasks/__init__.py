@@ -42,7 +42,7 @@ class NotAnswered(Exception):
 
 
 class TaskFailed(AssertionError):
-    """A task is unanswered or wrong while grading; nbgrader counts the test cell as failed."""
+    """A task is unanswered or wrong under ``COURSE_CHECKS=strict``: the test cell fails."""
 
 
 def strict() -> bool:
