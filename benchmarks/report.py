@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from summary import figure_median
+
 #: colours of the plot by precision
 COLOURS = {"fp32": "#8c8c8c", "bf16": "#4c72b0", "int8": "#55a868"}
 
@@ -212,8 +214,7 @@ README_PATHS = {"eager_fp32": "PyTorch eager fp32", "ort_fp32": "ORT fp32", "ort
 
 
 def _median(results: dict, bench: str, figure: str) -> float | None:
-    entry = results.get(bench, {}).get("figures", {}).get(figure)
-    return None if entry is None else float(entry["median"])
+    return figure_median(results.get(bench, {}).get("figures", {}), figure)
 
 
 def readme_rows(results: dict, info: dict, summary: dict) -> list[str]:

@@ -20,7 +20,8 @@ MAX_MIOU_DROP = 1.0
 ORT_FP32_TARGET = 0.85
 
 
-def _median(figures: dict, name: str) -> float | None:
+def figure_median(figures: dict, name: str) -> float | None:
+    """The median of figure `name` in a benchmark's `figures` (None when it was not measured)."""
     entry = figures.get(name)
     return None if entry is None else float(entry["median"])
 
@@ -38,19 +39,19 @@ def summarize_run(results: dict) -> dict:
     for size in sizes:
         rows = {}
         for path, info in paths.items():
-            latency = _median(figures, f"latency {size} {path}")
+            latency = figure_median(figures, f"latency {size} {path}")
             if latency is None:
                 continue
             limit = limits.get(info["precision"], {})
-            throughput = _median(figures, f"throughput {size} {path}")
+            throughput = figure_median(figures, f"throughput {size} {path}")
             rows[path] = {
                 **info, "latency_s": latency,
-                "vs_eager": _median(figures, f"speedup {size} {path}"),
+                "vs_eager": figure_median(figures, f"speedup {size} {path}"),
                 "throughput": throughput,
                 "limit": limit.get("value"), "limit_engine": limit.get("engine"),
                 "fraction_of_limit": (throughput / limit["value"]
                                       if throughput is not None and limit.get("value") else None),
-                "argmax_agreement_pct": (100.0 if path == "eager_fp32" else _median(
+                "argmax_agreement_pct": (100.0 if path == "eager_fp32" else figure_median(
                     figures, f"argmax agreement {size} {path} vs eager_fp32")),
                 "miou": miou.get(path),
                 "miou_drop": (miou["eager_fp32"] - miou[path]
