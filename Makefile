@@ -27,14 +27,17 @@ env: $(STAMP)
 
 # Stage 1 installs torch and mmcv's build tools; stage 2 builds mmcv against that torch
 # (--no-build-isolation) and installs the rest. pip keeps the built mmcv wheel in its cache.
-$(STAMP): requirements-build.txt requirements.txt pyproject.toml
+# This repository installs the teacher's tools too (requirements-teacher.txt: nbgrader, nbval, pytest,
+# ruff, the grading sandbox); the student repository's Makefile installs requirements.txt only.
+REQUIREMENTS ?= requirements-teacher.txt
+$(STAMP): requirements-build.txt requirements.txt $(REQUIREMENTS) pyproject.toml
 	@test -x $(PY) || test -n "$(PYTHON)" || { echo "No Python 3.12 or 3.11 found. Install one" \
 	  "(Ubuntu 24.04: sudo apt install python3.12-venv; or pyenv install 3.12), or run" \
 	  "make env PYTHON=/path/to/python3.12"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-build.txt
-	MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=$$(nproc) $(PIP) install --no-build-isolation -r requirements.txt
+	MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=$$(nproc) $(PIP) install --no-build-isolation -r $(REQUIREMENTS)
 	$(PIP) install --quiet --no-build-isolation --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(PY) -c "import mmcv.ops, mmseg, helpers" && touch $(STAMP)
