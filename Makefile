@@ -63,7 +63,7 @@ test: $(STAMP) check-outputs lint
 # The student release: badges and Colab cells from pyproject's Repository URL, then nbgrader's
 # generate_assignment of source/voc/ copied to notebooks/ (commit both).
 assign: $(STAMP)
-	$(VENV_PATH) $(PY) -m helpers.assignments assign
+	$(VENV_PATH) $(PY) -m teacher.assignments assign
 
 # make grade SUBMITTED=DIR OUT=FILE [FEEDBACK=DIR] [CELL_TIMEOUT=s] [NOTEBOOK_TIMEOUT=s]
 # DIR/STUDENT/NN_name.ipynb → OUT (CSV student,notebook,score,max_score) + HTML feedback per
@@ -73,7 +73,7 @@ NOTEBOOK_TIMEOUT ?= 3600
 grade: $(STAMP)
 	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make grade SUBMITTED=DIR OUT=FILE" \
 	  "[FEEDBACK=DIR] [CELL_TIMEOUT=600] [NOTEBOOK_TIMEOUT=3600]"; exit 1; }
-	$(VENV_PATH) $(PY) -m helpers.grading "$(SUBMITTED)" "$(OUT)" $(if $(FEEDBACK),--feedback "$(FEEDBACK)") \
+	$(VENV_PATH) $(PY) -m teacher.grading "$(SUBMITTED)" "$(OUT)" $(if $(FEEDBACK),--feedback "$(FEEDBACK)") \
 	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT)
 
 lint: $(STAMP)

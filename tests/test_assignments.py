@@ -1,4 +1,4 @@
-"""The task checks (helpers.tasks), the student release (helpers.assignments) and its honesty."""
+"""The task checks (helpers.checks), the student release (helpers.assignments) and its honesty."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import sys
 import nbformat
 import pytest
 
-from helpers import assignments, notebook_tools
+from helpers import notebook_tools
+from teacher import assignments
 from helpers.env import repo_root
-from helpers.tasks import NotAnswered, TaskFailed, answered, check, evaluate, grading
+from helpers.checks import NotAnswered, TaskFailed, answered, check, evaluate, grading
 
 ROOT = repo_root()
 SOURCES = sorted(p.stem for p in (ROOT / "source" / "voc").glob("[0-9][0-9]_*.ipynb"))

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import grading
+from teacher import grading
 from helpers.env import repo_root
 
 ROOT = repo_root()
@@ -154,7 +154,7 @@ def _toy(path: Path, answer: str, extra: tuple[str, ...] = ()) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    cells = [nbformat.v4.new_code_cell("from helpers.tasks import answered, check"),
+    cells = [nbformat.v4.new_code_cell("from helpers.checks import answered, check"),
              nbformat.v4.new_code_cell(answer),
              *(nbformat.v4.new_code_cell(code) for code in extra),
              nbformat.v4.new_code_cell(

@@ -1,7 +1,7 @@
 """Checks of notebook 04's tasks: IoU from a confusion matrix, the most-confused pair, an overlay.
 
 Each ``verify_*`` takes the student's function and returns the problems found (see
-`helpers.tasks.check`); each ``*_reference`` is what the lesson continues with when the answer
+`helpers.checks.check`); each ``*_reference`` is what the lesson continues with when the answer
 is missing or wrong. The truths come from elsewhere than the solutions: mmseg's ``IoUMetric``
 on the masks the matrices are counted from, a plain loop over matrix entries, and the course's
 overlay rule (``helpers.palette.overlay``, held against mmseg's ``SegLocalVisualizer`` by
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from helpers.tasks import answered
+from helpers.checks import answered
 
 __all__ = [
     "BLEND_TOLERANCE",

@@ -1,4 +1,4 @@
-"""The checks of notebook 02's tasks (helpers.tasks.config) with mmseg's shipped config and the
+"""The checks of notebook 02's tasks (helpers.checks.config) with mmseg's shipped config and the
 course's builder: blank is unanswered, the solution is correct, plausible mistakes are wrong with
 a message that names the field and does not give the expected value away."""
 
@@ -11,7 +11,7 @@ import pytest
 from mmengine.config import Config
 
 from helpers.config import config_differences
-from helpers.tasks import config, evaluate
+from helpers.checks import config, evaluate
 
 WRONG = runpy.run_path(str(Path(__file__).parent / "wrong_answers" / "02_config.py"))[
     "WRONG_ANSWERS"]

@@ -1,7 +1,7 @@
 """Checks of notebook 00's tasks: shipped configs, mmcv versions, a head built by the registry.
 
 Each ``verify_*`` takes the student's answer and returns the problems found (see
-`helpers.tasks.check`); each ``*_reference`` is what the lesson continues with when the answer is
+`helpers.checks.check`); each ``*_reference`` is what the lesson continues with when the answer is
 missing or wrong. The truths are computed here in other ways than the notebook's solutions.
 """
 
@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers.tasks import answered
+from helpers.checks import answered
 
 __all__ = [
     "config_dir",

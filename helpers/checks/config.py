@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from helpers.tasks import NotAnswered, answered
+from helpers.checks import NotAnswered, answered
 
 __all__ = [
     "GROUPS",

@@ -1,4 +1,4 @@
-"""The checks of notebook 01's tasks (helpers.tasks.data) on the demo dataset and mmseg itself:
+"""The checks of notebook 01's tasks (helpers.checks.data) on the demo dataset and mmseg itself:
 blank is unanswered, the solution is correct, plausible mistakes are wrong with a message that
 names the problem and does not give the expected value away."""
 
@@ -15,7 +15,7 @@ from PIL import Image
 
 from helpers import voc
 from helpers.config import build_config
-from helpers.tasks import data, evaluate
+from helpers.checks import data, evaluate
 
 META = dict(classes=PascalVOCDataset.METAINFO["classes"],
             palette=PascalVOCDataset.METAINFO["palette"])

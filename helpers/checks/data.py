@@ -2,7 +2,7 @@
 pixels per class, pad the training crops.
 
 Each ``verify_*`` (or the verify that a ``*_verifier`` returns) takes the student's answer and
-returns the problems found (see `helpers.tasks.check`); each ``*_reference`` is what the lesson
+returns the problems found (see `helpers.checks.check`); each ``*_reference`` is what the lesson
 continues with when the answer is missing or wrong. The truths are made here in other ways than
 the notebook's solutions: masks written from arrays held in memory, mmseg's own
 `PascalVOCDataset`, a constant image whose padding can be told apart from its content.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import voc
-from helpers.tasks import answered
+from helpers.checks import answered
 
 __all__ = [
     "read_class_ids_reference",

@@ -1,12 +1,12 @@
 """Checks of notebook 05's tasks: pyramid-pooling bins, an exact dynamic export, ORT vs PyTorch.
 
-Each ``verify_*`` returns the problems found (see `helpers.tasks.check`); each ``*_reference`` is
+Each ``verify_*`` returns the problems found (see `helpers.checks.check`); each ``*_reference`` is
 what the lesson continues with. The truths come from elsewhere than the solutions: torch's own
 ``adaptive_avg_pool1d`` on one-hot rows, ONNX Runtime sessions opened here (with the course's
 session options) against the untouched PyTorch model, and a model whose scores were shifted on
 purpose, so that a comparison that cannot see a difference is caught.
 
-In the notebook import it as ``from helpers.tasks import onnx as onnx_tasks``: plain ``onnx``
+In the notebook import it as ``from helpers.checks import onnx as onnx_tasks``: plain ``onnx``
 is the ONNX package.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from helpers.tasks import NotAnswered, answered
+from helpers.checks import NotAnswered, answered
 
 __all__ = [
     "BIN_CASES",

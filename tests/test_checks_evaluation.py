@@ -1,4 +1,4 @@
-"""Notebook 04's task checks (helpers.tasks.evaluation): blank, right and plausible wrong answers.
+"""Notebook 04's task checks (helpers.checks.evaluation): blank, right and plausible wrong answers.
 
 The truths are mmseg's own: IoUMetric on the masks a confusion matrix counts, and the blend of
 SegLocalVisualizer (through helpers.palette.overlay, held against it by test_palette.py).
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.tasks import evaluate
-from helpers.tasks import evaluation as tasks
+from helpers.checks import evaluate
+from helpers.checks import evaluation as tasks
 
 
 def iou_right(cm):

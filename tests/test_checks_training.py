@@ -1,4 +1,4 @@
-"""The checks of notebook 03's tasks (helpers.tasks.training) on short real runs of the smoke
+"""The checks of notebook 03's tasks (helpers.checks.training) on short real runs of the smoke
 preset on the demo data: blank is unanswered, the solution is correct, plausible mistakes are
 wrong with a message that names the problem and does not give the expected value away."""
 
@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 
 from helpers.checkpoint import find_checkpoint, load_checkpoint
 from helpers.config import build_config
-from helpers.tasks import evaluate, training
+from helpers.checks import evaluate, training
 from helpers.train import prepare_config
 
 WRONG = runpy.run_path(str(Path(__file__).parent / "wrong_answers" / "03_training.py"))[

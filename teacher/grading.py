@@ -1,4 +1,4 @@
-"""Grade hand-ins with nbgrader: `python -m helpers.grading SUBMITTED OUT` (`make grade`).
+"""Grade hand-ins with nbgrader: `python -m teacher.grading SUBMITTED OUT` (`make grade`).
 
 ``SUBMITTED/STUDENT/NN_name.ipynb`` are the students' notebooks. In a throw-away nbgrader course
 folder (``build/grade/``) the instructor notebooks of ``source/voc/`` are released again (which
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from helpers.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
+from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
 from helpers.env import repo_root
 
 __all__ = ["Result", "grade", "main"]

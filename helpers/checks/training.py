@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from helpers.tasks import answered, evaluate
+from helpers.checks import answered, evaluate
 
 __all__ = [
     "run_verifier",

@@ -18,7 +18,7 @@ A *verify* function takes the answer and returns a list of problems, each a sent
 what is wrong (the field, the class, the pixel count) without giving the right value; an empty
 list means correct. It raises :class:`NotAnswered` (use :func:`answered`) when the answer is still
 the stub. Exceptions that the student's code raises are caught and reported with type and message.
-The verify functions of notebook ``NN_name`` live in ``helpers/tasks/<topic>.py``.
+The verify functions of notebook ``NN_name`` live in ``helpers/checks/<topic>.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The student release: `python -m helpers.assignments assign|check` (`make assign`).
+"""The student release: `python -m teacher.assignments assign|check` (`make assign`).
 
 `assign` writes the repository URL of ``pyproject.toml`` (``[project.urls] Repository``) into every
 Colab badge and Colab install cell of the instructor notebooks (``source/voc/``) and into the

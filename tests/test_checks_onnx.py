@@ -1,4 +1,4 @@
-"""Notebook 05's task checks (helpers.tasks.onnx): blank, right and plausible wrong answers.
+"""Notebook 05's task checks (helpers.checks.onnx): blank, right and plausible wrong answers.
 
 The export and comparison checks run the real stack: torch's dynamo exporter, ONNX Runtime and
 the smoke model trained once per session (conftest's ``trained_smoke``).
@@ -19,8 +19,8 @@ from onnx import TensorProto, helper
 
 from helpers.checkpoint import init_model
 from helpers.onnx import ExactAdaptiveAvgPool2d, SegmentorGraph, exact_adaptive_pooling
-from helpers.tasks import evaluate
-from helpers.tasks import onnx as tasks
+from helpers.checks import evaluate
+from helpers.checks import onnx as tasks
 
 
 def edges_right(n, bins):
