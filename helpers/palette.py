@@ -2,9 +2,10 @@
 
 Every picture of a mask in the course goes through this module: the figures of
 :mod:`helpers.plotting`, the overlay PNGs of :mod:`helpers.predict` and the torch-free ONNX
-Runtime demo of :mod:`helpers.deploy`. It imports numpy only, so deployment stays free of torch
-and OpenMMLab; the VOC colours themselves are mmseg's (``PascalVOCDataset.METAINFO``, read
-through :mod:`helpers.voc` the first time a call needs them without a ``palette``).
+Runtime demo of :mod:`helpers.deploy`. It imports numpy and :mod:`helpers.voc_classes` only,
+so deployment stays free of torch and OpenMMLab; the VOC colours themselves are mmseg's
+(``PascalVOCDataset.METAINFO``, read through :mod:`helpers.voc_classes` the first time a call
+needs them without a ``palette``).
 
 The blend is mmseg's own, the rule of ``SegLocalVisualizer`` (behind ``show_result_pyplot``)::
 
@@ -22,6 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from helpers.voc_classes import voc_metainfo
+
 __all__ = ["IGNORE_INDEX", "VOID_COLOR", "colorize", "lut", "overlay"]
 
 IGNORE_INDEX = 255
@@ -38,9 +41,7 @@ def lut(palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     palette (e.g. from an ONNX file's metadata) to stay free of it.
     """
     if palette is None:
-        from helpers import voc
-
-        palette = voc.PALETTE
+        palette = voc_metainfo()[1]
     table = np.zeros((256, 3), np.uint8)
     table[: len(palette)] = np.asarray(palette, np.uint8)
     table[IGNORE_INDEX] = VOID_COLOR

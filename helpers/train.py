@@ -9,6 +9,10 @@ Command line (one process, or one per GPU under torchrun)::
 
     python -m helpers.train --config work_dirs/pspnet_voc12/pspnet_voc12.py [--resume]
     torchrun --nproc_per_node=N -m helpers.train --config FILE --launcher pytorch
+
+``--resume`` (``resume=True``) continues from the latest checkpoint in the config's ``work_dir``
+even when the config sets ``load_from`` (mmengine alone would resume from ``load_from``), and
+starts a new run from ``load_from``'s weights while ``work_dir`` holds no checkpoint yet.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from pathlib import Path
 import pandas as pd
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
-__all__ = ["build_runner", "main", "prepare_config", "read_scalars", "train", "val_metrics"]
+__all__ = [
+    "build_runner", "main", "prepare_config", "read_scalars", "resume_from", "train", "val_metrics",
+]
 
 _RUN_IDS = itertools.count()
 
@@ -67,18 +74,52 @@ def prepare_config(cfg: Config, amp: bool | None = None) -> Config:
     return cfg
 
 
+def resume_from(cfg: Config) -> str | None:
+    """The checkpoint a resumed run of ``cfg`` continues from: the latest one in ``cfg.work_dir``.
+
+    That is the file named in ``<work_dir>/last_checkpoint``, which mmengine's CheckpointHook
+    rewrites after every checkpoint it saves (read with mmengine's ``find_latest_checkpoint``);
+    None while the work dir holds no checkpoint yet. ``cfg.load_from`` plays no part here.
+    """
+    return find_latest_checkpoint(str(cfg.work_dir))
+
+
 def build_runner(cfg: Config, resume: bool = False, amp: bool | None = None) -> Runner:
     """``Runner.from_cfg(prepare_config(cfg))``, ready for ``.train()``.
 
+    With ``resume=True`` the run continues from the latest checkpoint in ``cfg.work_dir``
+    (:func:`resume_from`): weights, optimizer, scheduler, iteration counter and log history,
+    whether or not ``cfg.load_from`` is set. mmengine 0.10.7's Runner alone would, with both
+    ``resume`` and ``load_from`` set, resume from ``load_from`` (in the ``seed`` preset the
+    Cityscapes checkpoint, which fails with ``KeyError: 'epoch'``), and so does mmseg's
+    ``tools/train.py --resume``; here ``load_from`` is replaced by the work dir's checkpoint for
+    this run. While ``cfg.work_dir`` holds no checkpoint yet, the run starts fresh at iteration
+    0, with its weights initialised from ``cfg.load_from`` when that is set (as without
+    ``resume``), so a first run and its restarts can share one command line. The runner's log
+    says which of the two happened.
+
     Args:
-        cfg: a training config (``helpers.config.build_config``).
-        resume: continue from the latest checkpoint in ``cfg.work_dir`` (iteration, optimizer,
-            scheduler and logs), as ``tools/train.py --resume``.
+        cfg: a training config (``helpers.config.build_config``); not modified.
+        resume: continue from the latest checkpoint in ``cfg.work_dir``, as described above.
+            False: a new run (from ``cfg.load_from``'s weights when set); ``cfg.resume`` is
+            ignored either way.
         amp: mixed precision (``AmpOptimWrapper``); None = on when CUDA is available.
     """
     cfg = prepare_config(cfg, amp=amp)
-    cfg.resume = resume
-    return Runner.from_cfg(cfg)
+    latest = resume_from(cfg) if resume else None
+    if latest is not None:
+        cfg.load_from = latest  # mmengine resumes from load_from when both are set
+    cfg.resume = latest is not None
+    runner = Runner.from_cfg(cfg)
+    if latest is not None:
+        runner.logger.info(f"--resume: continuing from {latest}, the latest checkpoint in "
+                           f"{runner.work_dir}")
+    elif resume:
+        start = f"initialised from load_from={cfg.load_from}" if cfg.load_from else \
+            "from the model's initial weights"
+        runner.logger.info(f"--resume: no checkpoint in {runner.work_dir} yet; a new run "
+                           f"starts at iteration 0, {start}")
+    return runner
 
 
 def val_metrics(runner: Runner) -> dict[str, float]:
@@ -91,7 +132,11 @@ def val_metrics(runner: Runner) -> dict[str, float]:
 
 
 def train(cfg: Config, resume: bool = False, amp: bool | None = None) -> dict[str, float]:
-    """Train ``cfg`` (GPU with AMP when present, else CPU); return the final val metrics."""
+    """Train ``cfg`` (GPU with AMP when present, else CPU); return the final val metrics.
+
+    ``resume=True`` continues from the latest checkpoint in ``cfg.work_dir``, or starts a new
+    run from ``cfg.load_from`` while there is none (see :func:`build_runner`).
+    """
     runner = build_runner(cfg, resume=resume, amp=amp)
     runner.train()
     return val_metrics(runner)
@@ -136,7 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"one of {', '.join(SUPPORTED_LAUNCHERS)}; 'pytorch' for one "
                         "process per GPU started by torchrun (default: none)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the latest checkpoint in the work dir")
+                        help="continue from the latest checkpoint in the work dir (its "
+                        "last_checkpoint file), even when the config sets load_from; while the "
+                        "work dir has no checkpoint yet, start a new run (from load_from's "
+                        "weights when set)")
     parser.add_argument("--work-dir", help="override the config's work_dir")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                         help="key=value overrides, e.g. train_cfg.max_iters=100")

@@ -12,7 +12,6 @@ Nothing in this module writes under a dataset root: `check_dataset` only reads, 
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from helpers.palette import IGNORE_INDEX, VOID_COLOR, lut
+from helpers.voc_classes import voc_metainfo
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,25 +62,17 @@ SPLIT_DIR = "ImageSets/Segmentation"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 """File endings read as images (prediction inputs, INT8 calibration folders)."""
 
-# Filled from mmseg on first access through the module-level __getattr__ below.
+# Read from mmseg (helpers.voc_classes) on first access through the module-level __getattr__.
 CLASSES: tuple[str, ...]
 PALETTE: list[list[int]]
-
-
-@functools.cache
-def _metainfo() -> tuple[tuple[str, ...], list[list[int]]]:
-    from mmseg.datasets import PascalVOCDataset
-
-    meta = PascalVOCDataset.METAINFO
-    return tuple(meta["classes"]), [list(map(int, c)) for c in meta["palette"]]
 
 
 def __getattr__(name: str) -> Any:
     """Read CLASSES / PALETTE from `PascalVOCDataset.METAINFO` on first use (PEP 562)."""
     if name == "CLASSES":
-        return _metainfo()[0]
+        return voc_metainfo()[0]
     if name == "PALETTE":
-        return _metainfo()[1]
+        return voc_metainfo()[1]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

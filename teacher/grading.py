@@ -1,14 +1,25 @@
-"""Grade hand-ins with nbgrader: `python -m teacher.grading SUBMITTED OUT` (`make grade`).
+"""Grade hand-ins: `python -m teacher.grading SUBMITTED OUT` (`make grade`).
 
 ``SUBMITTED/STUDENT/NN_name.ipynb`` are the students' notebooks. In a throw-away nbgrader course
 folder (``build/grade/``) the instructor notebooks of ``source/voc/`` are released again (which
-fills nbgrader's sqlite gradebook with the instructor's test cells, hidden tests included), every
-hand-in is autograded by ``nbgrader autograde`` (a student's edited test cells are replaced by the
-instructor's, deleted ones are put back; under ``NBGRADER_EXECUTION`` a failed check writes to
-stderr, which scores its test cell 0, and the notebook goes on with the reference result) and
-nbgrader's HTML feedback is written per student. `OUT` gets one CSV row per student and notebook,
-``student,notebook,score,max_score``, read from the gradebook; why a notebook lost points (failed
-test cells, time limits, crashes) goes to ``messages.csv`` beside the feedback.
+fills nbgrader's sqlite gradebook with the instructor's test cells, hidden tests included).
+
+1. **Truths.** Each instructor notebook runs once in a clean kernel (``jupyter nbconvert
+   --execute``, its own process): its hidden tests record what the solutions return on the hidden
+   inputs (:mod:`helpers.checks.record`).
+2. **Hand-ins.** ``nbgrader autograde`` runs every hand-in (a student's edited test cells are
+   replaced by the instructor's, deleted ones are put back, outputs are cleared first): the same
+   hidden tests record what the student's code returns.
+3. **Verdicts.** This process reads the records of each autograded notebook as JSON and compares
+   them with the truths (:mod:`teacher.verdicts`); an answer that reaches into the course's code
+   scores 0. The result is written into nbgrader's gradebook through nbgrader's API, replacing
+   nbgrader's own cell scores (which the student's kernel can sway: stderr, tracebacks).
+4. **Feedback.** nbgrader's HTML feedback per student, without hidden tests or grader records
+   (:mod:`teacher.feedback`).
+
+`OUT` gets one CSV row per student and notebook, ``student,notebook,score,max_score``, read from
+the gradebook; why a notebook lost points (failed test cells and why, time limits, crashes) goes
+to ``messages.csv`` beside the feedback.
 
 Each notebook is graded in its own process: a cell that runs longer than `cell_timeout` is
 interrupted by nbgrader and the notebook goes on (the cells that pass still score); a notebook
@@ -48,7 +59,11 @@ c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 c.CourseDirectory.db_url = {db!r}
 c.Execute.timeout = {cell_timeout}
+c.GenerateFeedback.preprocessors = {feedback!r}
 """
+
+#: The pseudo-student whose work folder holds the truth run's training.
+TRUTH = "instructor-truth"
 
 # nbgrader's log lines that explain a notebook without full marks, and what to tell the teacher.
 LOG_NOTES = {
@@ -113,11 +128,56 @@ def _prepare(course: Path, source: Path, cell_timeout: int) -> list[str]:
                         f"{name}.ipynb")
     (course / "nbgrader_config.py").write_text(CONFIG.format(
         config=str(repo_root() / "nbgrader_config.py"), course=str(course),
-        db=f"sqlite:///{course / 'gradebook.db'}", cell_timeout=int(cell_timeout)))
+        db=f"sqlite:///{course / 'gradebook.db'}", cell_timeout=int(cell_timeout),
+        feedback=feedback_config.PREPROCESSORS))
     code, log = _run(["generate_assignment", ASSIGNMENT, "--force"], course, _env(course), None)
     if code:
         raise RuntimeError(f"nbgrader generate_assignment failed in {course}:\n{log[-3000:]}")
     return notebooks
+
+
+def _truths(course: Path, notebooks: list[str], env: dict[str, str], cell_timeout: int,
+            notebook_timeout: int) -> dict[str, nbformat.NotebookNode]:
+    """Run every instructor notebook once in a clean kernel: the records of the solutions."""
+    folder = course / "truth" / ASSIGNMENT
+    folder.mkdir(parents=True, exist_ok=True)
+    truths = {}
+    for name in notebooks:
+        src = course / "source" / ASSIGNMENT / f"{name}.ipynb"
+        cmd = [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute",
+               "--allow-errors", f"--ExecutePreprocessor.timeout={int(cell_timeout)}",
+               "--output-dir", str(folder), "--log-level=WARN", str(src)]
+        try:
+            done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True,
+                                  timeout=notebook_timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"the instructor notebook {name} ran over {notebook_timeout} s "
+                               "(NOTEBOOK_TIMEOUT): no truths to grade against") from exc
+        if done.returncode:
+            raise RuntimeError(f"the instructor notebook {name} did not run:\n"
+                               f"{(done.stdout + done.stderr)[-2000:]}")
+        truths[name] = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+    return truths
+
+
+def _decide(course: Path, student: str, name: str, truth) -> list[Verdict]:
+    """Compare the autograded notebook's records with the truth; write the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    path = course / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
+    if not path.exists():
+        return []
+    decided = verdicts(nbformat.read(path, as_version=4), truth)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for v in decided:
+            try:
+                grade = gb.find_grade(v.grade_id, name, ASSIGNMENT, student)
+            except MissingEntry:
+                continue
+            grade.auto_score = float(grade.max_score) if v.passed else 0.0
+            grade.manual_score = None
+        gb.db.commit()
+    return decided
 
 
 def _hand_ins(submitted: Path, notebooks: list[str]) -> dict[str, list[Path]]:
@@ -182,6 +242,7 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     notebooks = _prepare(course, source, cell_timeout)
     hand_ins = _hand_ins(Path(submitted), notebooks)
     graded = sorted({p.stem for paths in hand_ins.values() for p in paths})
+    truths = _truths(course, graded, _env(work_root / TRUTH), cell_timeout, notebook_timeout)
     results = []
     for student, paths in hand_ins.items():
         target = course / "submitted" / student / ASSIGNMENT
@@ -192,14 +253,18 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
         for name in graded:
             path = target / f"{name}.ipynb"
             notes = ["not handed in"] if not path.exists() else []
+            why: dict[str, str] = {}
             if path.exists():
                 code, log = _run(["autograde", ASSIGNMENT, f"--student={student}",
                                   f"--notebook={name}", "--force"], course, env, notebook_timeout)
                 notes = _messages(code, log, path, cell_timeout, notebook_timeout)
+                why = {v.grade_id: v.message for v in _decide(course, student, name,
+                                                              truths[name])}
             score, max_score, failed = _scores(course, student, name)
             failed = failed if path.exists() else ()
             if failed:
-                notes.insert(0, "failed: " + ", ".join(failed))
+                notes.insert(0, "failed: " + ", ".join(
+                    f"{g} ({why[g]})" if why.get(g) else g for g in failed))
             results.append(Result(student, name, score, max_score, "; ".join(notes), failed))
             print(f"{student:>12} {name:<28} {score:g}/{max_score:g}  {results[-1].message}")
         if paths:

@@ -1,4 +1,4 @@
-"""`make grade` (helpers.grading) with nbgrader's real autograder and sqlite gradebook.
+"""`make grade` (teacher.grading) with nbgrader's real autograder and sqlite gradebook.
 
 Per instructor notebook, three students hand in: `solution` (the instructor notebook: full
 marks), `blank` (the release: 0) and `wrong` (the solution with every plausible wrong answer of
@@ -110,8 +110,8 @@ def test_each_plausible_wrong_answer_fails_its_own_test(graded, name):
 
 @pytest.mark.parametrize("name", SOURCES)
 def test_a_wrong_answer_fails_only_its_own_test_cell(graded, name):
-    """Under nbgrader a failed check hands the lesson the reference result: no other cell of a
-    wrong hand-in raises (no NameError from a name the wrong task left undefined)."""
+    """A failed check returns None and the lesson goes on without the answer: no other cell of a
+    wrong hand-in raises (no NameError or TypeError from an answer the wrong task left out)."""
     base, _ = graded
     nb = nbformat.read(base / "course" / "autograded" / "wrong" / "voc" / f"{name}.ipynb", 4)
     errors = [(i, o.ename) for i, c in enumerate(nb.cells) if c.cell_type == "code"
@@ -129,6 +129,29 @@ def test_the_csv_and_the_feedback(graded):
             for r in rows} == {k: (r.score, r.max_score) for k, r in results.items()}
     html = (base / "out" / "feedback" / "blank" / f"{SOURCES[0]}.html").read_text()
     assert SOURCES[0] in html and "not answered yet" in html
+
+
+def test_feedback_never_shows_hidden_tests_or_grader_records(graded):
+    """nbgrader's default feedback prints the hidden tests; the course's never does."""
+    base, results = graded
+    pages = sorted((base / "out" / "feedback").glob("*/*.html"))
+    assert len(pages) >= len(SOURCES)
+    hidden = []
+    for name in SOURCES:
+        nb = nbformat.read(ROOT / "source" / "voc" / f"{name}.ipynb", as_version=4)
+        for cell in nb.cells:
+            text = cell.source.split("### BEGIN HIDDEN TESTS")[1:]
+            hidden += [line.strip() for part in text
+                       for line in part.split("### END HIDDEN TESTS")[0].splitlines()
+                       if len(line.strip()) > 24]
+    assert hidden
+    import html as html_lib
+    for page in pages:
+        text = html_lib.unescape(page.read_text())
+        assert "HIDDEN TESTS" not in text and "recorded for grading" not in text, page
+        assert "vnd.voc-course.record" not in text, page
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, (page, leaked[:3])
     assert all((base / "out" / "feedback" / s / f"{n}.html").is_file() for s, n in results
                if s != "tamper" or n == "00_environment")
 
@@ -154,13 +177,12 @@ def _toy(path: Path, answer: str, extra: tuple[str, ...] = ()) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    cells = [nbformat.v4.new_code_cell("from helpers.checks import answered, check"),
+    cells = [nbformat.v4.new_code_cell("from helpers.checks.record import record"),
              nbformat.v4.new_code_cell(answer),
              *(nbformat.v4.new_code_cell(code) for code in extra),
              nbformat.v4.new_code_cell(
-                 "def _ok(f):\n    return [] if answered(f(3)) == 6 else ['f(3) is wrong']\n"
-                 "twice = check('double', double, _ok)\n### BEGIN HIDDEN TESTS\n"
-                 "assert double(5) == 10\n### END HIDDEN TESTS")]
+                 "print('double(3) is', double(3))\n### BEGIN HIDDEN TESTS\n"
+                 "record('double_test', [double(5), double(-2)])\n### END HIDDEN TESTS")]
     cells[1].metadata["nbgrader"] = TOY_ANSWER
     cells[-1].metadata["nbgrader"] = TOY_TEST
     nb.cells = cells
@@ -189,7 +211,7 @@ def test_hanging_crashing_and_raising_hand_ins_get_a_score_and_a_message(tmp_pat
     assert all(r.max_score == 2 for r in results)
     assert "ran over the 5 s limit" in got["mallory", "00_hang"].message
     assert "kernel died" in got["mallory", "01_crash"].message
-    assert got["mallory", "02_raise"].message == "failed: double_test"
+    assert got["mallory", "02_raise"].message == "failed: double_test (no answer recorded)"
     assert "stopped after 20 s" in got["mallory", "03_slow"].message
     assert got["zoe", "01_crash"].message == "not handed in"
     assert (tmp_path / "feedback" / "zoe" / "00_hang.html").is_file()

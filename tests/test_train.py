@@ -1,4 +1,5 @@
-"""helpers.train: the smoke preset learns, runs are reproducible, resume continues, CLI works."""
+"""helpers.train: the smoke preset learns, runs are reproducible, resume continues (also a
+fine-tuning run that sets load_from), CLI works."""
 
 from __future__ import annotations
 
@@ -80,6 +81,16 @@ class _Record(Hook):
         self.iters.append(runner.iter)
 
 
+class _Weights(Hook):
+    """Keeps a copy of the model's weights as training starts (after load_from or resume)."""
+
+    def __init__(self, into: dict) -> None:
+        self.into = into
+
+    def before_train(self, runner) -> None:
+        self.into.update({k: v.detach().clone() for k, v in runner.model.state_dict().items()})
+
+
 def test_interrupted_run_resumes_from_its_last_checkpoint(demo_root, tmp_path):
     cfg = build_config("smoke", demo_root, tmp_path, **{**TINY, "train_cfg.max_iters": 6})
     runner = build_runner(cfg)
@@ -97,6 +108,52 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(demo_root, tmp_path):
     assert last.name == "iter_6.pth" and load_checkpoint(last)["meta"]["iter"] == 6
     steps = read_scalars(tmp_path)[0].index
     assert list(steps) == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_continues_the_work_dir_even_with_load_from(demo_root, tmp_path):
+    """A fine-tuning run (load_from set) restarted with resume continues its own last checkpoint.
+
+    mmengine alone resumes from load_from when both are set: from the pretrained file (here it
+    has no 'epoch' in its meta, like a released checkpoint: KeyError) instead of the run's own.
+    """
+    from mmengine.runner import save_checkpoint
+
+    from helpers.checkpoint import init_model
+
+    n = 2
+    tiny = {**TINY, "train_cfg.max_iters": n, "train_cfg.val_interval": n,
+            "default_hooks.checkpoint.interval": n}
+    pretrained = tmp_path / "pretrained.pth"  # a released-style checkpoint: weights and meta
+    model = init_model(build_config("smoke", demo_root, tmp_path / "unused", **tiny))
+    weights = {k: v + 0.01 * (i % 7) for i, (k, v) in enumerate(model.state_dict().items())
+               if v.is_floating_point()}
+    save_checkpoint({"meta": {"mmseg_version": "1.2.2"}, "state_dict": weights}, str(pretrained))
+    work_dir = tmp_path / "finetune"
+
+    def run(max_iters: int) -> tuple[list[int], dict]:
+        cfg = build_config("smoke", demo_root, work_dir,
+                           **{**tiny, "train_cfg.max_iters": max_iters}, load_from=str(pretrained))
+        record, start = _Record(), {}
+        runner = build_runner(cfg, resume=True)  # the same call for the first run and restarts
+        runner.register_hook(record)
+        runner.register_hook(_Weights(start))
+        runner.train()
+        return record.iters, start
+
+    iters, start = run(n)  # work_dir empty: a new run, initialised from load_from
+    assert iters == list(range(n))
+    assert all(torch.equal(start[k], weights[k]) for k in weights)
+    first_ckpt = load_checkpoint(work_dir / f"iter_{n}.pth")
+    assert first_ckpt["meta"]["iter"] == n
+
+    iters, start = run(2 * n)  # load_from still set: continues from iter_n.pth, not from it
+    assert iters == list(range(n, 2 * n))
+    assert all(torch.equal(start[k], first_ckpt["state_dict"][k]) for k in weights)
+    assert load_checkpoint(find_checkpoint(work_dir, "last"))["meta"]["iter"] == 2 * n
+    logs = sorted(work_dir.glob("*/vis_data/scalars.json"))
+    steps = [[row["step"] for line in log.read_text().splitlines() if line
+              for row in [json.loads(line)] if "loss" in row] for log in logs]
+    assert steps == [list(range(1, n + 1)), list(range(n + 1, 2 * n + 1))]  # none trained twice
 
 
 def test_load_from_goes_through_the_safe_loader(demo_root, tmp_path, trained_smoke):

@@ -55,7 +55,7 @@ def init_model(config: Any, checkpoint: str | os.PathLike | None = None,
     """
     from mmseg.apis import init_model as mmseg_init_model
 
-    from helpers.config import load_config
+    from helpers.mmseg_configs import load_config
 
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config)

@@ -1,40 +1,43 @@
-"""Task checks for the course's graded exercises (torch-free core; see source/README.md).
+"""The visible checks of the course's tasks: ``check(task_id, answer, **context)``.
 
-Every task in a notebook is an answer cell the student fills (the release holds a stub that does
-nothing) and a locked test cell that calls :func:`check`. One call does the right thing in both
-worlds:
+Every task in a notebook is an answer cell the student fills and a locked test cell that calls
+:func:`check`. It prints ✓, ✗ with the problems found and a hint, or "not answered yet", and
+returns the student's answer when it is right, else ``None``: the lesson then goes on with what
+mmseg, mmengine or torch compute, in the open, never with a course function that does the task.
 
-- **interactively** (JupyterLab, Colab, ``make run``) it prints ✓, ✗ with the problems and a hint,
-  or "not answered yet", and hands the lesson either the student's answer (when right) or the
-  reference result (otherwise, saying so), so "Run All" always reaches the end;
-- **under nbgrader** (it sets ``NBGRADER_EXECUTION`` while it autogrades or validates) an
-  unanswered or wrong task writes its report to stderr, which makes nbgrader score the test cell
-  0, and still hands the lesson the reference result: a later task is then graded on its own,
-  never failed by a name that an earlier wrong task left undefined;
-- **with** ``COURSE_CHECKS=strict`` (``make test`` on the instructor notebooks) it raises
-  :class:`TaskFailed`, an ``AssertionError``, so that nbval stops at the first failing check.
+A check is feedback for the student, not the grade. The grade comes from the teacher's grader,
+outside the student's kernel (see source/README.md in the teacher's repository).
 
-A *verify* function takes the answer and returns a list of problems, each a sentence that names
-what is wrong (the field, the class, the pixel count) without giving the right value; an empty
-list means correct. It raises :class:`NotAnswered` (use :func:`answered`) when the answer is still
-the stub. Exceptions that the student's code raises are caught and reported with type and message.
-The verify functions of notebook ``NN_name`` live in ``helpers/checks/<topic>.py``.
+With ``COURSE_CHECKS=strict`` (the instructor notebooks under ``make test``) an unanswered or wrong
+task raises :class:`TaskFailed`, an ``AssertionError``, so nbval stops at the first failing check.
+
+A *verify* function takes the answer (and the task's context) and returns a list of problems,
+each a sentence that names what is wrong (the field, the class, the pixel count) without giving
+the right value; an empty list means correct. It raises :class:`NotAnswered` (use
+:func:`answered`) when the answer is still the release's stub. The verify functions of notebook
+``NN_name`` live in ``helpers/checks/<topic>.py``, each registered in that module's ``TASKS``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["NotAnswered", "TaskFailed", "grading", "strict", "answered", "evaluate", "check"]
+__all__ = ["NotAnswered", "TaskFailed", "Task", "strict", "answered", "evaluate", "check",
+           "TOPICS"]
 
 T = TypeVar("T")
 
-#: ``COURSE_CHECKS=strict`` makes every check raise, as under nbgrader (used by ``make test``).
+#: ``COURSE_CHECKS=strict`` makes every check raise (``make test`` on the instructor notebooks).
 STRICT_ENV = "COURSE_CHECKS"
+
+#: The modules that register the tasks of each notebook (``helpers.checks.<topic>``).
+TOPICS = ("environment", "data", "config", "training", "evaluation", "onnx")
 
 
 class NotAnswered(Exception):
@@ -45,14 +48,17 @@ class TaskFailed(AssertionError):
     """A task is unanswered or wrong under ``COURSE_CHECKS=strict``: the test cell fails."""
 
 
+@dataclass(frozen=True)
+class Task:
+    """One task's visible check: ``verify(answer, **context)`` and a hint that names an API."""
+
+    verify: Callable[..., Iterable[str]]
+    hint: str = ""
+
+
 def strict() -> bool:
     """True with ``COURSE_CHECKS=strict``: a failing check raises."""
     return os.environ.get(STRICT_ENV) == "strict"
-
-
-def grading() -> bool:
-    """True under nbgrader (it sets ``NBGRADER_EXECUTION``) or with ``COURSE_CHECKS=strict``."""
-    return bool(os.environ.get("NBGRADER_EXECUTION")) or strict()
 
 
 def answered(value: T, what: str = "your function") -> T:
@@ -62,7 +68,16 @@ def answered(value: T, what: str = "your function") -> T:
     return value
 
 
-def evaluate(answer: Any, verify: Callable[[Any], Iterable[str]]) -> tuple[str, list[str]]:
+def _task(task_id: str) -> Task:
+    for topic in TOPICS:
+        tasks = importlib.import_module(f"helpers.checks.{topic}").TASKS
+        if task_id in tasks:
+            return tasks[task_id]
+    raise KeyError(f"no task {task_id!r} in helpers.checks ({', '.join(TOPICS)})")
+
+
+def evaluate(answer: Any, verify: Callable[..., Iterable[str]], **context: Any
+             ) -> tuple[str, list[str]]:
     """Run `verify` on `answer`: ("correct", []), ("wrong", problems) or ("unanswered", []).
 
     ``None`` and :class:`NotImplementedError` (nbgrader's default stub) count as not answered; any
@@ -72,7 +87,7 @@ def evaluate(answer: Any, verify: Callable[[Any], Iterable[str]]) -> tuple[str, 
     if answer is None:
         return "unanswered", []
     try:
-        problems = [str(p) for p in verify(answer)]
+        problems = [str(p) for p in verify(answer, **context)]
     except (NotAnswered, NotImplementedError):
         return "unanswered", []
     except Exception as exc:  # the student's code raised: report it, never crash the lesson
@@ -80,37 +95,28 @@ def evaluate(answer: Any, verify: Callable[[Any], Iterable[str]]) -> tuple[str, 
     return ("wrong", problems) if problems else ("correct", [])
 
 
-def check(task_id: str, answer: Any, verify: Callable[[Any], Iterable[str]], *,
-          reference: Any = None, hint: str = "") -> Any:
-    """Check one task; return the answer when correct, else `reference` (see the module doc).
+def check(task_id: str, answer: Any, **context: Any) -> Any:
+    """Check one task; print the verdict; return the answer when correct, else ``None``.
 
-    Under :func:`strict`, an unanswered or wrong task raises :class:`TaskFailed` with the
-    problems and the hint; under nbgrader the same report goes to stderr (the test cell scores 0)
-    and `reference` is returned. What the verification itself writes to stderr (library
-    warnings) goes to stdout: nbgrader scores a test cell with any stderr output 0.
+    `context` goes to the task's verify function (the dataset root, the run's config, ...).
+    Warnings that the verification raises in libraries are printed to stdout, not stderr, so a
+    student never reads a library's deprecation note as a failure of their own.
     """
+    task = _task(task_id)
     with contextlib.redirect_stderr(sys.stdout):
-        status, problems = evaluate(answer, verify)
+        status, problems = evaluate(answer, task.verify, **context)
     if status == "correct":
         print(f"✓ Task {task_id}: correct.")
         return answer
     if status == "unanswered":
-        lines = [f"○ Task {task_id}: not answered yet"]
+        lines = [f"○ Task {task_id}: not answered yet — the lesson goes on without it."]
     else:
         lines = [f"✗ Task {task_id}: {len(problems)} problem(s):"]
         lines += [f"  - {p}" for p in problems]
-        if hint:
-            lines.append(f"  Hint: {hint}")
+        if task.hint:
+            lines.append(f"  Hint: {task.hint}")
+        lines.append("  Not accepted yet — the lesson goes on without it.")
     if strict():
         raise TaskFailed("\n".join(lines))
-    if grading():  # nbgrader: stderr scores the cell 0; the lesson goes on with the reference
-        print("\n".join(lines), file=sys.stderr, flush=True)
-        return reference
-    go_on = ("continuing with the reference result." if reference is not None
-             else "the lesson goes on without it.")
-    if status == "unanswered":
-        lines[0] += f" — {go_on}"
-    else:
-        lines.append(f"  Not accepted — {go_on}")
     print("\n".join(lines))
-    return reference
+    return None

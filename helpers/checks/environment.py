@@ -1,29 +1,20 @@
 """Checks of notebook 00's tasks: shipped configs, mmcv versions, a head built by the registry.
 
 Each ``verify_*`` takes the student's answer and returns the problems found (see
-`helpers.checks.check`); each ``*_reference`` is what the lesson continues with when the answer is
-missing or wrong. The truths are computed here in other ways than the notebook's solutions.
+`helpers.checks.check`), registered in :data:`TASKS`. The checks use a made-up folder whose answer
+is written here as data, mmengine's ``digit_version`` and mmseg's registries.
 """
 
 from __future__ import annotations
 
-import glob
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers.checks import answered
+from helpers.checks import Task, answered
 
-__all__ = [
-    "config_dir",
-    "verify_voc_configs",
-    "voc_configs_reference",
-    "verify_mmcv_accepted",
-    "mmcv_accepted_reference",
-    "verify_voc_head",
-    "VERSIONS",
-]
+__all__ = ["config_dir", "verify_voc_configs", "verify_mmcv_accepted", "verify_voc_head",
+           "VERSIONS", "TASKS"]
 
 #: mmcv versions the mmcv_accepted task is tried on (rc releases and a two-digit minor included).
 VERSIONS = ("1.7.2", "2.0.0rc3", "2.0.0rc4", "2.0.0", "2.1.0", "2.1.1", "2.2.0", "2.10.0", "3.0.0")
@@ -31,6 +22,7 @@ VERSIONS = ("1.7.2", "2.0.0rc3", "2.0.0rc4", "2.0.0", "2.1.0", "2.1.1", "2.2.0",
 # Files of a made-up config folder: only the two `.py` files with "voc12" in their name count.
 _DECOYS = ("a_voc12aug-512x512.py", "b_cityscapes-512x1024.py", "voc12_notes.txt",
            "pspnet_voc12.py.bak", "c_voc12-256x256.py", "README.md")
+_DECOYS_VOC = ["a_voc12aug-512x512.py", "c_voc12-256x256.py"]
 
 
 def config_dir(model: str = "pspnet") -> Path:
@@ -38,12 +30,6 @@ def config_dir(model: str = "pspnet") -> Path:
     import mmseg
 
     return Path(mmseg.__file__).parent / ".mim" / "configs" / model
-
-
-def voc_configs_reference(folder: str | os.PathLike) -> list[str]:
-    """Sorted names of the ``*.py`` files in `folder` whose name contains ``voc12``."""
-    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(str(folder)),
-                                                                      "*voc12*.py")))
 
 
 def _list_problems(got: object, want: list[str], where: str) -> list[str]:
@@ -69,20 +55,23 @@ def _list_problems(got: object, want: list[str], where: str) -> list[str]:
 
 def verify_voc_configs(voc_configs: Callable) -> list[str]:
     """`voc_configs(folder)` on mmseg's pspnet folder and on a made-up folder with decoys."""
-    folder = config_dir("pspnet")
-    problems = _list_problems(answered(voc_configs(folder)), voc_configs_reference(folder),
-                              "mmseg's pspnet folder")
     with tempfile.TemporaryDirectory() as tmp:
         for name in _DECOYS:
             Path(tmp, name).write_text("# made-up config\n")
         Path(tmp, "old_voc12.py.d").mkdir()
-        problems += _list_problems(answered(voc_configs(Path(tmp))), voc_configs_reference(tmp),
-                                   "another folder")
+        problems = _list_problems(answered(voc_configs(Path(tmp))), _DECOYS_VOC,
+                                  "a made-up folder")
+    folder = config_dir("pspnet")
+    got = answered(voc_configs(folder))
+    if not problems and (not got or any("voc12" not in n or not n.endswith(".py")
+                                        or not (folder / n).is_file() for n in got)):
+        problems.append("for mmseg's pspnet folder it returns no VOC configs, or names that are "
+                        "not *voc12*.py files of that folder")
     return problems
 
 
-def mmcv_accepted_reference(version: str) -> bool:
-    """What mmseg's own import-time check says about mmcv `version` (its `digit_version` bounds)."""
+def _mmseg_accepts(version: str) -> bool:
+    """mmseg's own import-time rule, with mmengine's ``digit_version``."""
     import mmseg
     from mmengine.utils import digit_version
 
@@ -98,13 +87,13 @@ def verify_mmcv_accepted(mmcv_accepted: Callable) -> list[str]:
         got = answered(mmcv_accepted(version))
         if not isinstance(got, bool):
             return [f"mmcv_accepted({version!r}) returned {type(got).__name__}, not a bool"]
-        if got != mmcv_accepted_reference(version):
+        if got != _mmseg_accepts(version):
             problems.append(f"mmcv_accepted({version!r}) is {got}, but mmseg "
                             f"{'accepts' if not got else 'refuses'} that version")
     bounds = mmseg.MMCV_MIN, mmseg.MMCV_MAX
     try:  # a function that reads mmseg's bounds follows them when they move
         mmseg.MMCV_MIN, mmseg.MMCV_MAX = "2.1.0", "2.3.0"
-        moved = [v for v in ("2.0.0", "2.2.0") if mmcv_accepted(v) != mmcv_accepted_reference(v)]
+        moved = [v for v in ("2.0.0", "2.2.0") if mmcv_accepted(v) != _mmseg_accepts(v)]
     finally:
         mmseg.MMCV_MIN, mmseg.MMCV_MAX = bounds
     if moved and not problems:
@@ -142,3 +131,14 @@ def verify_voc_head(head: object) -> list[str]:
         problems.append(f"on a 1×64×8×8 feature map the head returns {tuple(out.shape)}, "
                         "not one 8×8 score map per class")
     return problems
+
+
+#: The tasks of notebook 00 and their hints (an API or a concept, never the code).
+TASKS = {
+    "voc_configs": Task(verify_voc_configs, hint="pathlib's glob patterns; a Path's file name; "
+                                                 "a config file ends in .py"),
+    "mmcv_accepted": Task(verify_mmcv_accepted, hint="packaging.version: versions are not "
+                                                     "strings; the upper bound is excluded"),
+    "voc_head": Task(verify_voc_head, hint="mmengine registries build objects from a dict with "
+                                           "`type`; a dataset class's METAINFO"),
+}

@@ -2,7 +2,9 @@
 
 - :mod:`~helpers.config.presets`: the three recipes (``seed``, ``official``, ``smoke``) as data.
 - :mod:`~helpers.config.build`: ``build_config`` / ``save_config`` and the command line.
-- :mod:`~helpers.config.mmseg_configs`: where mmseg keeps its configs; ``load_config``.
+- :mod:`helpers.mmseg_configs` (re-exported here): where mmseg keeps its configs;
+  ``load_config``. It sits below this package, so that ``helpers.checkpoint`` can read a config
+  without importing the recipes (and, through them, ``helpers.downloads``).
 - :mod:`~helpers.config.compare`: diffs and differences between configs, the preset table.
 - :mod:`~helpers.config.zoo`: mmseg's model-zoo entries, published reference points, GPU times.
 
@@ -19,7 +21,6 @@ from helpers.config.compare import (
     preset_table,
     unexplained_official_differences,
 )
-from helpers.config.mmseg_configs import find_config, load_config, mmseg_config_dir, mmseg_tools_dir
 from helpers.config.presets import (
     BASE_CONFIG,
     CONFIG_NAME,
@@ -30,6 +31,7 @@ from helpers.config.presets import (
     Recipe,
 )
 from helpers.config.zoo import HOMEWORK_LOG, model_zoo_entry, preset_gpu_times, reference_points
+from helpers.mmseg_configs import find_config, load_config, mmseg_config_dir, mmseg_tools_dir
 
 __all__ = [
     "BASE_CONFIG", "CONFIG_NAME", "HOMEWORK_LOG", "OFFICIAL_CONFIG", "OFFICIAL_DIFFERENCES",

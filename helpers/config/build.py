@@ -24,9 +24,9 @@ from typing import Any
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from helpers.config.mmseg_configs import find_config
 from helpers.config.presets import BASE_CONFIG, CONFIG_NAME, PRESETS, RECIPES, Recipe
 from helpers.downloads import PRETRAINED_URL, pretrained_path
+from helpers.mmseg_configs import find_config
 from helpers.voc import NUM_CLASSES, SPLIT_DIR, DatasetError, dataset_cfg, split_ids
 
 __all__ = ["build_config", "main", "save_config", "set_norm_type"]

@@ -17,8 +17,8 @@ from typing import Any
 from mmengine.config import Config
 
 from helpers.config.build import build_config
-from helpers.config.mmseg_configs import find_config
 from helpers.config.presets import OFFICIAL_CONFIG, OFFICIAL_DIFFERENCES, PRESETS, RECIPES
+from helpers.mmseg_configs import find_config
 
 __all__ = [
     "config_diff",

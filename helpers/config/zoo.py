@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers.config.mmseg_configs import mmseg_config_dir
 from helpers.config.presets import BASE_CONFIG, OFFICIAL_CONFIG, RECIPES
+from helpers.mmseg_configs import mmseg_config_dir
 
 __all__ = ["HOMEWORK_LOG", "model_zoo_entry", "preset_gpu_times", "reference_points"]
 

@@ -2,6 +2,9 @@
 
 mmseg's PyPI wheel ships its configs under ``mmseg/.mim/configs`` and its scripts under
 ``mmseg/.mim/tools``: the course starts every config from there, with no download.
+
+A bottom layer of ``helpers`` (it imports no other helpers module): ``helpers.config`` re-exports
+it, and ``helpers.checkpoint.init_model`` reads config files through it.
 """
 
 from __future__ import annotations
