@@ -73,9 +73,10 @@ def _is_test(cell) -> bool:
     return bool(meta.get("grade")) and not meta.get("solution") and cell.cell_type == "code"
 
 
-def records(nb) -> dict[str, list[Any]]:
-    """grade_id of every test cell → the payloads recorded under its own grade_id in its outputs."""
-    found: dict[str, list[Any]] = {}
+def records(nb) -> dict[str, list[dict[str, Any]]]:
+    """grade_id of every test cell → the records (``payload``, ``rtol``, ``atol``) made under its
+    own grade_id in its outputs."""
+    found: dict[str, list[dict[str, Any]]] = {}
     for cell in nb.cells:
         if not _is_test(cell):
             continue
@@ -86,7 +87,7 @@ def records(nb) -> dict[str, list[Any]]:
                 "display_data", "execute_result") else {}
             rec = data.get(RECORD_MIME)
             if isinstance(rec, dict) and rec.get("grade_id") == grade_id and "payload" in rec:
-                found[grade_id].append(rec["payload"])
+                found[grade_id].append(rec)
     return found
 
 
@@ -173,13 +174,17 @@ def _answers_before(nb) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def verdicts(graded, truth, tolerances: dict[str, tuple[float, float]] | None = None
-             ) -> list[Verdict]:
+def _tolerance(rec: dict[str, Any], key: str) -> float:
+    value = rec.get(key, 1e-6)
+    return float(value) if type(value) in (int, float) and value >= 0 else 1e-6
+
+
+def verdicts(graded, truth) -> list[Verdict]:
     """The verdict on every test cell of the autograded notebook `graded` against `truth`.
 
     `truth` is the instructor notebook executed in a clean kernel; every test cell must have
     recorded exactly one payload there, or the hidden test is broken (a RuntimeError for the
-    teacher). `tolerances` maps a test grade_id to (rtol, atol) for float outputs.
+    teacher). The tolerance for numbers is the truth record's.
     """
     want, got = records(truth), records(graded)
     broken = sorted(g for g, p in want.items() if len(p) != 1)
@@ -188,18 +193,18 @@ def verdicts(graded, truth, tolerances: dict[str, tuple[float, float]] | None = 
                            "its hidden tests must call record(grade_id, payload) once")
     answers = _answers_before(graded)
     result = []
-    for grade_id, (truth_payload,) in want.items():
+    for grade_id, (truth_record,) in want.items():
         mine = got.get(grade_id, [])
         reached = [f"{a}: {d}" for a, src in answers.get(grade_id, [])
                    for d in delegations(src, a)]
-        rtol, atol = (tolerances or {}).get(grade_id, (1e-6, 1e-6))
+        rtol, atol = _tolerance(truth_record, "rtol"), _tolerance(truth_record, "atol")
         if reached:
             result.append(Verdict(grade_id, False, "delegates to the course's code ("
                                   + "; ".join(reached) + ")"))
         elif len(mine) != 1:
             result.append(Verdict(grade_id, False, "no answer recorded" if not mine else
                                   f"{len(mine)} records instead of one"))
-        elif not same(mine[0], truth_payload, rtol, atol):
+        elif not same(mine[0]["payload"], truth_record["payload"], rtol, atol):
             result.append(Verdict(grade_id, False, "wrong on the hidden inputs"))
         else:
             result.append(Verdict(grade_id, True))

@@ -74,11 +74,16 @@ def digest(array: Any) -> dict[str, Any]:
             "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
 
 
-def record(grade_id: str, payload: Any) -> None:
-    """Show `payload` as this test cell's record for the grader (JSON under RECORD_MIME)."""
+def record(grade_id: str, payload: Any, *, rtol: float = 1e-6, atol: float = 1e-6) -> None:
+    """Show `payload` as this test cell's record for the grader (JSON under RECORD_MIME).
+
+    `rtol` and `atol` are how far a number may be from the truth's; the grader takes them from
+    the instructor notebook's record, never from a hand-in's.
+    """
     from IPython.display import display
 
     _check(payload)
-    text = json.dumps({"grade_id": grade_id, "payload": payload}, allow_nan=False)
+    text = json.dumps({"grade_id": grade_id, "payload": payload, "rtol": float(rtol),
+                       "atol": float(atol)}, allow_nan=False)
     display({RECORD_MIME: json.loads(text), "text/plain": f"recorded for grading: {grade_id}"},
             raw=True)
