@@ -5,65 +5,44 @@
 # instructor notebooks in source/voc/; `make grade SUBMITTED=DIR OUT=FILE` autogrades hand-ins.
 # Both create the virtual environment in .venv/ when it is missing.
 
-# The Python of a new .venv: a supported one present, 3.11 (the course's reference: torch 2.13 has a
-# CPU wheel for it here) then 3.12 (a fresh Ubuntu 24.04 has only 3.12; pip then takes torch's
-# CUDA build, which also runs on a CPU), on PATH or installed by pyenv
-# (`make env PYTHON=/path/to/python3.x` chooses). An existing .venv keeps its Python.
-on_path = $(shell python$(1) -c 'import sys; print(sys.executable)' 2>/dev/null)
-in_pyenv = $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null)/versions/$(1).*/bin/python$(1))))
-find_python = $(or $(call on_path,$(1)),$(call in_pyenv,$(1)))
-PYTHON ?= $(or $(call find_python,3.11),$(call find_python,3.12))
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip
-STAMP  := $(VENV)/.installed
+# make env and make run are the student repository's own (student/Makefile, shipped by
+# make release); this repository installs the teacher's tools on top (requirements-teacher.txt:
+# nbgrader, nbval, pytest, ruff, the grading sandbox).
+REQUIREMENTS := requirements-teacher.txt
+include student/Makefile
 # nbgrader runs the `alembic` CLI: the venv's bin/ must be on PATH for it.
 VENV_PATH := PATH="$(abspath $(VENV))/bin:$$PATH"
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: env run test lint check-outputs bench clean-env strip colab-setup assign grade
-env: $(STAMP)
+.PHONY: test lint check-outputs bench clean-env strip colab-setup assign release grade
 
-# Stage 1 installs torch and mmcv's build tools; stage 2 builds mmcv against that torch
-# (--no-build-isolation) and installs the rest. pip keeps the built mmcv wheel in its cache.
-# This repository installs the teacher's tools too (requirements-teacher.txt: nbgrader, nbval, pytest,
-# ruff, the grading sandbox); the student repository's Makefile installs requirements.txt only.
-REQUIREMENTS ?= requirements-teacher.txt
-$(STAMP): requirements-build.txt requirements.txt $(REQUIREMENTS) pyproject.toml
-	@test -x $(PY) || test -n "$(PYTHON)" || { echo "No Python 3.12 or 3.11 found. Install one" \
-	  "(Ubuntu 24.04: sudo apt install python3.12-venv; or pyenv install 3.12), or run" \
-	  "make env PYTHON=/path/to/python3.12"; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements-build.txt
-	MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=$$(nproc) $(PIP) install --no-build-isolation -r $(REQUIREMENTS)
-	$(PIP) install --quiet --no-build-isolation --no-deps -e .
-	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
-	$(PY) -c "import mmcv.ops, mmseg, helpers" && touch $(STAMP)
-
-# The main job: every notebook, in order, on VOC_ROOT (the demo dataset is created there when no
-# VOC2012 exists). Executed copies with their outputs go to build/notebooks/.
-run: $(STAMP)
-	$(PY) -m helpers.run_notebooks
-
-# Tests: unit tests of helpers (tests/test_assignments.py and tests/test_grading.py prove the
-# assignments honest: the release equals `make assign`'s, every graded cell fails unanswered,
-# solution full marks, blank 0, a plausible wrong answer less), nbval over every release notebook
-# in order (blank answers must not break the lesson), then nbval over the instructor notebooks
-# with COURSE_CHECKS=strict (every check passes with the solutions). All in smoke mode on a
-# fresh demo dataset under build/smoke/ (a real VOC2012 in data/ is never touched by tests).
-SMOKE_ENV := SMOKE=1 VOC_ROOT=build/smoke/VOCdevkit/VOC2012 WORK_DIR=build/smoke/work_dirs/pspnet_voc12
+# Tests, all in smoke mode on a fresh demo dataset under build/smoke/ (a real VOC2012 in data/ is
+# never touched): the unit and grading tests (tests/test_grading.py proves the grade honest:
+# solution full marks, blank 0, a plausible wrong answer loses its task, tampering and delegating
+# hand-ins earn nothing), then the student repository (make release) with nbval over its
+# notebooks from that folder alone (blank answers must not break the lesson), then the instructor
+# notebooks with COURSE_CHECKS=strict (every check passes with the solutions).
+SMOKE_ENV := SMOKE=1 VOC_ROOT=$(CURDIR)/build/smoke/VOCdevkit/VOC2012 \
+  WORK_DIR=$(CURDIR)/build/smoke/work_dirs/pspnet_voc12
 test: $(STAMP) check-outputs lint
 	rm -rf build/smoke
-	$(SMOKE_ENV) $(VENV_PATH) $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
-	$(SMOKE_ENV) WORK_DIR=build/smoke/work_dirs/source COURSE_CHECKS=strict \
+	$(SMOKE_ENV) $(VENV_PATH) $(PY) -m pytest tests -p no:cacheprovider
+	$(VENV_PATH) $(PY) -m teacher.release --out build/student
+	cd build/student && $(SMOKE_ENV) PYTHONPATH=$(CURDIR)/build/student \
+	  $(CURDIR)/$(PY) -m pytest notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(SMOKE_ENV) WORK_DIR=$(CURDIR)/build/smoke/work_dirs/source COURSE_CHECKS=strict \
 	  $(PY) -m pytest source/voc --nbval-lax --nbval-current-env -p no:cacheprovider
 
-# The student release: badges and Colab cells from pyproject's Repository URL, then nbgrader's
-# generate_assignment of source/voc/ copied to notebooks/ (commit both).
+# notebooks/ (committed): the release notebooks, generated by nbgrader from source/voc/ with the
+# student repository's URL in every badge and Colab cell. Commit source/, notebooks/ and README.md.
 assign: $(STAMP)
 	$(VENV_PATH) $(PY) -m teacher.assignments assign
+
+# The student repository, ready to push as its own Git repository (README, "Publishing"):
+# build/student/ holds the release notebooks, helpers, requirements, images and student/'s README
+# and Makefile; nothing of source/, tests/ or teacher/ (checked line by line).
+release: $(STAMP)
+	$(VENV_PATH) $(PY) -m teacher.release --out build/student
 
 # make grade SUBMITTED=DIR OUT=FILE [FEEDBACK=DIR] [CELL_TIMEOUT=s] [NOTEBOOK_TIMEOUT=s]
 # DIR/STUDENT/NN_name.ipynb → OUT (CSV student,notebook,score,max_score) + HTML feedback per
@@ -77,7 +56,7 @@ grade: $(STAMP)
 	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT)
 
 lint: $(STAMP)
-	$(PY) -m ruff check helpers tests notebooks benchmarks source
+	$(PY) -m ruff check helpers teacher tests notebooks benchmarks source
 
 check-outputs: $(STAMP)
 	$(PY) -m helpers.notebook_tools check notebooks

@@ -1,8 +1,8 @@
 """The student release: `python -m teacher.assignments assign|check` (`make assign`).
 
-`assign` writes the repository URL of ``pyproject.toml`` (``[project.urls] Repository``) into every
-Colab badge and Colab install cell of the instructor notebooks (``source/voc/``) and into the
-README's badges, runs ``nbgrader generate_assignment voc`` (solutions become stubs, hidden tests
+`assign` writes the student repository's URL of ``pyproject.toml`` (``[project.urls] Student``,
+what `make release` publishes) into every Colab badge and Colab install cell of the instructor
+notebooks (``source/voc/``) and into the README's badges, runs ``nbgrader generate_assignment voc`` (solutions become stubs, hidden tests
 go) into ``build/nbgrader/release/voc/`` and copies the result to ``notebooks/``. `check` changes
 nothing and exits 1 when ``notebooks/`` or a URL is out of date. See source/README.md.
 """
@@ -32,12 +32,13 @@ BADGE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+
 GITHUB = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+?(?=\.git\b|[^\w.-]|$)")
 
 
-def repo_url(root: Path | None = None) -> str:
-    """``[project.urls] Repository`` of pyproject.toml: the course's one repository URL."""
+def repo_url(root: Path | None = None, key: str = "Student") -> str:
+    """``[project.urls] <key>`` of pyproject.toml: ``Student`` (default), the repository that
+    students clone and every badge and Colab cell names, or ``Repository``, the teacher's."""
     path = (root or repo_root()) / "pyproject.toml"
-    url = tomllib.loads(path.read_text()).get("project", {}).get("urls", {}).get("Repository")
+    url = tomllib.loads(path.read_text()).get("project", {}).get("urls", {}).get(key)
     if not url or not GITHUB.fullmatch(url.rstrip("/")):
-        raise ValueError(f"{path}: set [project.urls] Repository = "
+        raise ValueError(f"{path}: set [project.urls] {key} = "
                          f"\"https://github.com/OWNER/REPO\" (found {url!r}); every badge and "
                          "Colab cell is generated from it")
     return url.rstrip("/")
@@ -123,7 +124,7 @@ def url_problems(root: Path | None = None) -> list[str]:
                  if m.group(0) != _badge(url, m.group(1))]
     problems += [f"README.md: clones {m.group(0)}" for line in readme.split("\n")
                  if "git clone" in line for m in GITHUB.finditer(line) if m.group(0) != url]
-    return [f"{p} (pyproject.toml says {url}; run `make assign`)" for p in problems]
+    return [f"{p} (pyproject.toml's Student URL is {url}; run `make assign`)" for p in problems]
 
 
 #: nbgrader's command line, from the same environment as this Python.
