@@ -1,9 +1,11 @@
 """`make grade` (teacher.grading) with nbgrader's real autograder and sqlite gradebook.
 
-Per instructor notebook, three students hand in: `solution` (the instructor notebook: full
-marks), `blank` (the release: 0) and `wrong` (the solution with every plausible wrong answer of
-tests/wrong_answers/NN_name.py: the test cell after each of them fails). `tamper` edits and deletes
-test cells of notebook 00. A toy course shows that hanging, crashing and raising hand-ins get a
+Per instructor notebook, five students hand in: `solution` (the instructor notebook: full
+marks), `blank` (the release: 0), `wrong` (the solution with every plausible wrong answer of
+tests/wrong_answers/NN_name.py: the test cell after each of them fails), `cheater` (the release
+trying every tampering route of tests/tampering.py: 0) and `delegator` (the solution with some
+tasks handed to the course's own code: those tasks 0). `tamper` edits and deletes test cells of
+notebook 00. A toy course shows that hanging, crashing and raising hand-ins get a
 score and a message while grading goes on.
 """
 
@@ -17,8 +19,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from teacher import grading
 from helpers.env import repo_root
+from teacher import grading
+from tampering import DELEGATIONS, cheater, delegator  # tests/ is on sys.path
 
 ROOT = repo_root()
 SOURCES = sorted(p.stem for p in (ROOT / "source" / "voc").glob("[0-9][0-9]_*.ipynb"))
@@ -63,8 +66,11 @@ def graded(tmp_path_factory, demo_root):
     for name in SOURCES:
         source = nbformat.read(ROOT / "source" / "voc" / f"{name}.ipynb", as_version=4)
         release = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-        for student, nb in (("solution", source), ("blank", release),
-                            ("wrong", _replace(source, wrong_answers(name)))):
+        students = [("solution", source), ("blank", release), ("cheater", cheater(release)),
+                    ("wrong", _replace(source, wrong_answers(name)))]
+        if name in DELEGATIONS:
+            students.append(("delegator", delegator(source, name)))
+        for student, nb in students:
             (submitted / student).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, submitted / student / f"{name}.ipynb")
     if "00_environment" in SOURCES:  # tamper: an edited and two deleted test cells
@@ -152,8 +158,28 @@ def test_feedback_never_shows_hidden_tests_or_grader_records(graded):
         assert "vnd.voc-course.record" not in text, page
         leaked = [line for line in hidden if line in text]
         assert not leaked, (page, leaked[:3])
-    assert all((base / "out" / "feedback" / s / f"{n}.html").is_file() for s, n in results
-               if s != "tamper" or n == "00_environment")
+    assert all((base / "out" / "feedback" / s / f"{n}.html").is_file()
+               for (s, n), r in results.items() if r.message != "not handed in")
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_tampering_earns_nothing(graded, name):
+    """Redirected stderr, a rebound check, patched numpy, lying answers, no tracebacks, edited
+    and deleted test cells, a forged gradebook and forged records: a blank hand-in stays at 0."""
+    _, results = graded
+    cheat = results["cheater", name]
+    assert cheat.score == 0 and cheat.max_score > 0, cheat
+
+
+@pytest.mark.parametrize("name", sorted(set(DELEGATIONS) & set(SOURCES)))
+def test_a_task_handed_to_the_course_code_scores_zero(graded, name):
+    _, results = graded
+    source = nbformat.read(ROOT / "source" / "voc" / f"{name}.ipynb", as_version=4)
+    result = results["delegator", name]
+    lost = {t for grade_id in DELEGATIONS[name] for t in _tests_after(source, grade_id)}
+    assert set(result.failed) == lost, result
+    assert "delegates to the course's code" in result.message, result.message
+    assert result.score < results["solution", name].score
 
 
 @pytest.mark.skipif("00_environment" not in SOURCES, reason="COURSE_NOTEBOOKS leaves out 00")
