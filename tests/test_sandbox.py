@@ -300,7 +300,8 @@ def test_endless_loop_hits_the_wall_limit(course):
 
 @needs_sandbox
 def test_cpu_hog_hits_the_cpu_limit(course):
-    result = sandboxed(course, "while True:\n    pass", limits=Limits(cpu_seconds=1, wall_seconds=60))
+    limits = Limits(cpu_seconds=1, wall_seconds=60)
+    result = sandboxed(course, "while True:\n    pass", limits=limits)
     assert result.limit_hit == "cpu", result
     assert result.seconds < 30
 
