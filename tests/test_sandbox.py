@@ -157,6 +157,7 @@ def test_files_outside_the_binds_do_not_exist(course):
         seen["submitted"] = sorted(os.listdir({str(course / "submitted")!r}))
         seen["course"] = sorted(os.listdir({str(course)!r}))
         seen["root"] = sorted(os.listdir("/"))
+        seen["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
         try:
             seen["repository"] = sorted(os.listdir({str(REPO)!r}))
         except OSError as exc:
@@ -170,6 +171,7 @@ def test_files_outside_the_binds_do_not_exist(course):
     assert all(seen[key] == "FileNotFoundError" for key in hidden), seen
     assert seen["submitted"] == ["alice"]
     assert seen["course"] == ["helpers", "submitted"]
+    assert seen["pids"] == [1, 2]  # bwrap as PID 1 and this script: no process of the host
     assert not {"home", "sys", "opt", "var", "srv", "mnt", "boot"} & set(seen["root"])
     # Of the repository, only the venv that runs the script (when it lives there) is visible.
     venv = Path(sys.prefix).resolve()
@@ -235,22 +237,29 @@ def test_no_network_not_even_the_hosts_loopback(course):
                     outcome[str(address)] = "connected"
                 except OSError as exc:
                     outcome[str(address)] = type(exc).__name__
+            # The sandbox's own loopback works: a kernel and its client inside talk over it.
+            with socket.create_server(("127.0.0.1", 0)) as own:
+                socket.create_connection(own.getsockname(), timeout=3).close()
+                outcome["own loopback"] = "connected"
             print(json.dumps(outcome))
         """)
         with pytest.raises(BlockingIOError):
             server.accept()
     outcome = last_json(result)
+    assert outcome.pop("own loopback") == "connected"
     assert "connected" not in outcome.values(), outcome
 
 
 @needs_sandbox
 def test_memory_hog_is_stopped_fast(course):
-    limits = Limits(memory=2 << 30, wall_seconds=120)
+    # Stopped as soon as it passes 2G: how fast depends only on how fast this machine hands out
+    # pages (2 GB take 3-20 s on 2 busy cores); without the sandbox it would take all 24 GB.
+    limits = Limits(memory=2 << 30, wall_seconds=300)
     result = sandboxed(course, "x = b'x' * (12 << 30)\nprint('allocated 12 GB')", limits=limits)
     assert result.limit_hit == "memory", result
     assert result.message == "stopped: used more than 2G of memory (MEM_LIMIT)"
     assert "allocated" not in result.output
-    assert result.seconds < 60
+    assert result.seconds < 120
 
 
 @needs_sandbox
@@ -332,18 +341,20 @@ def test_a_daemon_does_not_outlive_the_sandbox(course):
 def test_torch_and_mmseg_work_under_the_default_limits(course):
     alice = course / "submitted" / "alice"
     result = sandboxed(course, f"""
-        import json, sys
+        import getpass, json, sys
         import numpy, torch, mmseg
+        user = getpass.getuser()  # mmengine's logger asks
         sys.path.insert(0, {str(course)!r})
         import helpers
         x = torch.randn(2, 3, 64, 64)
         y = torch.nn.Conv2d(3, 8, 3)(x)
         open("result.txt", "w").write(str(tuple(y.shape)))
         print(json.dumps({{"torch": torch.__version__, "mmseg": mmseg.__version__,
-                           "numpy": numpy.__version__, "course": helpers.COURSE}}))
+                           "numpy": numpy.__version__, "course": helpers.COURSE,
+                           "user": user}}))
     """, limits=Limits.from_env({}))
     assert result.limit_hit is None, result
     versions = last_json(result)
-    assert versions["course"] == "voc"
+    assert versions["course"] == "voc" and versions["user"]
     assert (alice / "result.txt").read_text() == "(2, 8, 62, 62)"
     assert "cpuinfo" not in result.output, result.output  # no complaint about the hidden /sys
