@@ -1,1 +1,1 @@
-"""The teacher's tooling: the student release, grading, verdicts and the grading sandbox (never shipped to students)."""
+"""The teacher's tooling: release, grading, verdicts, sandbox (never shipped to students)."""

@@ -1,10 +1,11 @@
-"""The student release: `python -m teacher.assignments assign|check` (`make assign`).
+"""The release notebooks: `python -m teacher.assignments assign|check` (`make assign`).
 
 `assign` writes the student repository's URL of ``pyproject.toml`` (``[project.urls] Student``,
 what `make release` publishes) into every Colab badge and Colab install cell of the instructor
-notebooks (``source/voc/``) and into the README's badges, runs ``nbgrader generate_assignment voc`` (solutions become stubs, hidden tests
-go) into ``build/nbgrader/release/voc/`` and copies the result to ``notebooks/``. `check` changes
-nothing and exits 1 when ``notebooks/`` or a URL is out of date. See source/README.md.
+notebooks (``source/voc/``) and into the README's badges, runs ``nbgrader generate_assignment voc``
+(solutions become stubs, hidden tests go) into ``build/nbgrader/release/voc/`` and copies the
+result to ``notebooks/``. `check` changes nothing and exits 1 when ``notebooks/`` or a URL is out
+of date. See source/README.md.
 """
 
 from __future__ import annotations

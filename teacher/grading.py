@@ -43,8 +43,10 @@ from pathlib import Path
 
 import nbformat
 
-from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
 from helpers.env import repo_root
+from teacher import feedback as feedback_config
+from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
+from teacher.verdicts import Verdict, verdicts
 
 __all__ = ["Result", "grade", "main"]
 

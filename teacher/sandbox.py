@@ -500,7 +500,12 @@ def run(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = ()
     try:
         info = _read_info(info_r, start + 30)
         init_pid = info.get("child-pid")
-        if init_pid:
+        if not init_pid:  # bwrap refused (a bad path, no namespaces): keep its exit status
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
             # PID 1 of the sandbox waits on the block fd: give it the limits every process
             # it starts inherits, then let it run the command.
             pidfd = os.pidfd_open(init_pid)

@@ -20,6 +20,7 @@ the task means:
 from __future__ import annotations
 
 import ast
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ def records(nb) -> dict[str, list[dict[str, Any]]]:
                 "display_data", "execute_result") else {}
             rec = data.get(RECORD_MIME)
             if isinstance(rec, dict) and rec.get("grade_id") == grade_id and "payload" in rec:
-                found[grade_id].append(rec)
+                found[grade_id].append(json.loads(json.dumps(rec)))  # plain dicts and lists
     return found
 
 
@@ -161,7 +162,7 @@ def delegations(source: str, grade_id: str) -> list[str]:
 
 
 def _answers_before(nb) -> dict[str, list[tuple[str, str]]]:
-    """test grade_id → [(answer grade_id, answer source)] of the answer cells since the last test."""
+    """test grade_id → [(answer grade_id, source)] of the answer cells since the last test."""
     pending: list[tuple[str, str]] = []
     out: dict[str, list[tuple[str, str]]] = {}
     for cell in nb.cells:

@@ -10,8 +10,6 @@ import nbformat
 import pytest
 
 from helpers import notebook_tools
-from helpers.env import repo_root
-from teacher import assignments
 from helpers.checks import (
     TOPICS,
     NotAnswered,
@@ -23,6 +21,8 @@ from helpers.checks import (
     register,
     strict,
 )
+from helpers.env import repo_root
+from teacher import assignments
 
 ROOT = repo_root()
 SOURCES = sorted(p.stem for p in (ROOT / "source" / "voc").glob("[0-9][0-9]_*.ipynb"))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from tampering import DELEGATIONS, cheater, delegator  # tests/ is on sys.path
 
 from helpers.env import repo_root
 from teacher import grading
-from tampering import DELEGATIONS, cheater, delegator  # tests/ is on sys.path
 
 ROOT = repo_root()
 SOURCES = sorted(p.stem for p in (ROOT / "source" / "voc").glob("[0-9][0-9]_*.ipynb"))
