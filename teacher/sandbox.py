@@ -278,6 +278,9 @@ def _python_paths() -> list[str]:
     return sorted(p for p in paths if not (p + "/").startswith("/usr/") and p != "/")
 
 
+_ENV = shutil.which("env", path="/usr/bin:/bin") or "/usr/bin/env"
+
+
 def _depth(path: str) -> int:
     return len(Path(path).parts)
 
@@ -291,8 +294,10 @@ def _command(bwrap: str, argv: Sequence[str], *, read_only: Iterable[str | os.Pa
     known = _options(bwrap)
     uid = os.getuid() or SANDBOX_UID
     gid = os.getgid() if os.getuid() else SANDBOX_UID
-    args = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
-            "--hostname", "sandbox", "--die-with-parent", "--new-session"]
+    # `env -i`: bwrap itself, the sandbox's PID 1, starts with an empty environment too (its
+    # /proc/1/environ is readable inside), not just the command after --clearenv.
+    args = [_ENV, "-i", bwrap, "--unshare-all", "--unshare-user", "--uid", str(uid),
+            "--gid", str(gid), "--hostname", "sandbox", "--die-with-parent", "--new-session"]
     if "--disable-userns" in known:
         args.append("--disable-userns")
     args += _system_binds()

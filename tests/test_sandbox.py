@@ -142,6 +142,13 @@ def test_command_line_isolates_everything(course):
 
 
 @needs_sandbox
+def test_bwraps_own_refusal_comes_back_as_output(course):
+    result = sandbox.run(["/no/such/program"], limits=Limits(wall_seconds=30))
+    assert result.returncode not in (0, -9) and result.limit_hit is None
+    assert "/no/such/program" in result.output
+
+
+@needs_sandbox
 def test_files_outside_the_binds_do_not_exist(course):
     result = sandboxed(course, f"""
         import json, os
@@ -187,6 +194,10 @@ def test_the_graders_environment_is_not_visible(course, monkeypatch):
     monkeypatch.setenv("SANDBOX_TEST_SECRET", "hunter2")
     result = sandboxed(course, """
         import json, os
+        # The environments of the sandbox's other processes (bwrap is PID 1) are readable here.
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                print(open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace"))
         print(json.dumps(dict(os.environ)))
     """, VOC_ROOT="/data/voc")
     env = last_json(result)
