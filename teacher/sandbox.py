@@ -32,9 +32,9 @@ kills every process of the namespace at once, so a fork bomb cannot outrun the k
   interval before it is killed (50 ms: at most 0.5 GB at 10 GB/s; on the 2-core test machine
   pages are faulted in at 0.1-0.3 GB/s, and a 12 GB allocation was stopped at 2.01 GB);
 - processes: the number of tasks (processes and threads, as RLIMIT_NPROC and the pids cgroup
-  count them). Not RLIMIT_NPROC: the kernel never enforces it for root (the grader may run as
-  root, and a user namespace keeps the caller's uid outside), and otherwise it counts every
-  process of the user on the machine;
+  count them). Not RLIMIT_NPROC: the kernel never enforces it on processes whose real uid
+  outside is root, and a user namespace keeps the caller's uid outside (measured: 200 forks
+  under `prlimit --nproc=64` all succeed in the sandbox of a root grader);
 - CPU: RLIMIT_CPU on every process (the kernel's SIGXCPU, then SIGKILL a second later), and the
   watchdog stops the whole sandbox as soon as one process reaches it. RLIMIT_CORE is 0 (no core
   dump reaches the host's core handler);
