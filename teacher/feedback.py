@@ -10,6 +10,7 @@ into one line (the traceback would quote the hidden test's code).
 from __future__ import annotations
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 from helpers.checks.record import RECORD_MIME
 
@@ -17,16 +18,17 @@ __all__ = ["HideGrading", "PREPROCESSORS"]
 
 
 class HideGrading(Preprocessor):
-    """Drop grader records from test cells; reduce their errors to ``ename: evalue``."""
+    """Drop grader records from every cell; reduce test cells' errors to ``ename: evalue``."""
+
+    enabled = Bool(True, help="nbgrader registers preprocessors without enabling them")
 
     def preprocess_cell(self, cell, resources, index):
-        if not cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            return cell, resources
+        graded = cell.get("metadata", {}).get("nbgrader", {}).get("grade")
         kept = []
         for out in cell.get("outputs", []):
             if RECORD_MIME in out.get("data", {}):
                 continue
-            if out.get("output_type") == "error":
+            if graded and out.get("output_type") == "error":
                 out["traceback"] = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"
                                     " (raised while your answer was tested)"]
             kept.append(out)
