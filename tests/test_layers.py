@@ -171,7 +171,7 @@ def describe(cycles: list[list[str]], edges: dict[Edge, list[str]], collapse: bo
     lines = []
     for cycle in cycles:
         lines.append(" -> ".join(cycle))
-        for a, b in zip(cycle, cycle[1:]):
+        for a, b in zip(cycle[:-1], cycle[1:], strict=True):
             places = [where for (x, y), found in edges.items()
                       if ((top_node(x), top_node(y)) if collapse else (x, y)) == (a, b)
                       for where in found]
@@ -186,6 +186,13 @@ def test_the_scan_sees_the_known_edges():
     assert ("helpers.config", "helpers.config.build") in edges  # package re-export
     assert ("helpers.voc", "helpers.palette") in edges  # module level
     assert all(a.startswith("helpers") and b.startswith("helpers") for a, b in edges)
+
+
+def test_the_cycle_finder_reports_a_cycle():
+    edges = {("h.a", "h.b"): ["a.py:1"], ("h.b", "h.c"): ["b.py:2"], ("h.c", "h.a"): ["c.py:3"],
+             ("h.c", "h.d"): ["c.py:4"], ("h.e", "h.e"): ["e.py:5"]}
+    assert sorted(find_cycles(edges)) == [["h.a", "h.b", "h.c", "h.a"], ["h.e", "h.e"]]
+    assert find_cycles({("h.a", "h.b"): [], ("h.b", "h.c"): []}) == []
 
 
 def test_no_import_cycle_between_modules_and_packages():
