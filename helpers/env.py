@@ -2,7 +2,9 @@
 
 `setup_notebook` is the one call at the top of every notebook: it moves to the repository root
 (so every relative path in the course means the same thing), seeds every random number generator,
-sets plotting defaults and creates the folder for saved figures.
+sets plotting defaults and creates the folder for saved figures, ``build/images/``. Running a
+notebook never writes into a tracked file: the committed figures in ``images/`` change only
+through ``python -m helpers.plotting --readme-figures`` (:func:`helpers.plotting.publish_figures`).
 
 `check_environment` is what notebook 00 shows: one row per component of the stack, a ✓ or ✗, and
 for each ✗ the command that fixes it.
@@ -24,7 +26,14 @@ from pathlib import Path
 import numpy as np
 from packaging.version import Version
 
-__all__ = ["Setup", "repo_root", "setup_notebook", "check_environment", "Check"]
+__all__ = ["Setup", "repo_root", "setup_notebook", "check_environment", "Check", "figure_origin",
+           "FIGURE_DIR"]
+
+FIGURE_DIR = Path("build") / "images"
+"""Where notebooks save their figures (`Setup.save`), relative to the repository root."""
+
+_MARK_KEY = "Source"  # a standard PNG text keyword
+_MARK_PREFIX = "helpers.env.Setup.save"
 
 # mmcv 2.1.0 has no wheel for today's torch: it is built against the installed one. `make env`
 # does it for .venv; helpers.colab does it anywhere else (Colab's own torch included), raising
@@ -48,13 +57,38 @@ class Setup:
     in_colab: bool
     device: str
     seed: int
+    smoke: bool = False  #: SMOKE=1: the figures are the small CI versions
 
     def save(self, fig, filename: str) -> Path:
-        """Save `fig` into `fig_dir` (images/, or build/images/ when SMOKE=1); return its path."""
+        """Save `fig` into `fig_dir` (``build/images/``); return its path.
+
+        A PNG records which notebook drew it and whether under SMOKE=1 (:func:`figure_origin`),
+        so that only figures of a full-size run are ever published into ``images/``.
+        """
         path = self.fig_dir / filename
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        metadata = None
+        if path.suffix.lower() == ".png":
+            metadata = {_MARK_KEY: f"{_MARK_PREFIX} {self.name} SMOKE={int(self.smoke)}"}
+        fig.savefig(path, dpi=120, bbox_inches="tight", metadata=metadata)
         return path
+
+
+def figure_origin(path: str | os.PathLike) -> tuple[str, bool] | None:
+    """(notebook name, drawn under SMOKE=1) of a PNG that `Setup.save` wrote; None for any other
+    file (another writer, another format, not an image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            mark = getattr(img, "text", {}).get(_MARK_KEY, "")
+    except (OSError, UnidentifiedImageError):
+        return None
+    prefix, _, rest = mark.partition(" ")
+    name, _, smoke = rest.rpartition(" ")
+    if prefix != _MARK_PREFIX or smoke not in ("SMOKE=0", "SMOKE=1"):
+        return None
+    return name, smoke == "SMOKE=1"
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -71,8 +105,10 @@ def seed_everything(seed: int = 0) -> None:
 def setup_notebook(name: str, seed: int = 0) -> Setup:
     """Prepare a notebook: repo root as working folder, seeds, plotting defaults, figure folder.
 
-    Figures saved with `Setup.save` go to ``images/`` (what the README shows), or to
-    ``build/images/`` under SMOKE=1 so that test runs never rewrite the committed figures.
+    Figures saved with `Setup.save` go to ``build/images/`` (:data:`FIGURE_DIR`), SMOKE=1 or
+    not, so running a notebook never rewrites the committed figures in ``images/`` (what the
+    README shows); ``python -m helpers.plotting --readme-figures`` copies a full-size run's
+    figures there deliberately.
 
     Call it once in the first code cell after the Colab install cell. Calling it again (the
     notebook run twice in one kernel) gives the same state.
@@ -94,10 +130,10 @@ def setup_notebook(name: str, seed: int = 0) -> Setup:
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 120, "axes.titlesize": "medium",
                          "image.interpolation": "nearest"})
 
-    # Smoke runs (CI, `make test`) draw small versions of the README figures: keep them out of
-    # the committed images/ folder.
+    # Never into the committed images/ folder (helpers.plotting.publish_figures does that);
+    # smoke runs (CI, `make test`) draw small versions and mark them as such.
     smoke = os.environ.get("SMOKE", "0") == "1"
-    fig_dir = root / "build" / "images" if smoke else root / "images"
+    fig_dir = root / FIGURE_DIR
     fig_dir.mkdir(parents=True, exist_ok=True)
     device = "cpu"
     try:
@@ -106,7 +142,8 @@ def setup_notebook(name: str, seed: int = 0) -> Setup:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:
         pass
-    return Setup(name=name, root=root, fig_dir=fig_dir, in_colab=in_colab, device=device, seed=seed)
+    return Setup(name=name, root=root, fig_dir=fig_dir, in_colab=in_colab, device=device, seed=seed,
+                 smoke=smoke)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 """Every figure of the course: data (notebook 01), training curves (03), predictions and
-evaluation (04). Each function returns its matplotlib Figure (save it with `S.save(fig, name)`).
+evaluation (04). Each function returns its matplotlib Figure (save it with `S.save(fig, name)`,
+which writes into ``build/images/``).
+
+The committed figures in ``images/`` (the README's among them) change only on purpose: run the
+notebooks at full size (``make run``, SMOKE unset), then copy their figures over with::
+
+    python -m helpers.plotting --readme-figures     # publish_figures(): build/images -> images
 
 Masks are coloured and blended by `helpers.palette` (mmseg's colours and its visualizer's blend
 rule), so a figure, a saved overlay PNG and the ONNX Runtime demo draw the same pixels.
@@ -7,7 +13,10 @@ rule), so a figure, a saved overlay PNG and the ONNX Runtime demo draw the same 
 
 from __future__ import annotations
 
+import argparse
 import copy
+import shutil
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +27,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from helpers import voc
+from helpers.env import FIGURE_DIR, figure_origin, repo_root
+from helpers.outputs import atomic_path
 from helpers.palette import IGNORE_INDEX, colorize, lut, overlay
 
 __all__ = [
+    "FigureError",
     "augmentation_preview",
     "legend_handles",
     "overlay_grid",
@@ -29,6 +41,7 @@ __all__ = [
     "plot_curves",
     "plot_image_sizes",
     "prediction_grid",
+    "publish_figures",
     "show_image_and_mask",
     "worst_gallery",
 ]
@@ -270,3 +283,76 @@ def worst_gallery(ev: Any, k: int = 5, opacity: float = 0.5) -> Figure:
     return prediction_grid([ev.sample(i) for i in ids], opacity=opacity,
                            titles=[f"{i}\nmIoU {score[i]:.1f}" for i in ids],
                            suptitle=f"The {len(ids)} worst validation images by per-image mIoU")
+
+
+class FigureError(ValueError):
+    """The figures in the build folder cannot be published; the message says why and what to do."""
+
+
+def publish_figures(src: str | Path | None = None, dest: str | Path | None = None) -> list[Path]:
+    """Copy the figures of a full-size notebook run from ``build/images/`` into ``images/``.
+
+    The one deliberate way the committed figures change: notebooks save into ``build/images/``
+    only (``helpers.env.setup_notebook``). Every PNG under ``src`` must be one that ``Setup.save``
+    drew outside SMOKE (it marks each PNG, ``helpers.env.figure_origin``): a figure drawn under
+    SMOKE=1, or by anything else, stops the publication before a single file is copied. Files
+    are replaced one by one atomically; figures in ``dest`` with no new version are kept.
+
+    Args:
+        src: the notebooks' figure folder (default ``<repo>/build/images``).
+        dest: the committed figure folder (default ``<repo>/images``).
+
+    Returns the paths written, in ``dest``.
+    """
+    src = Path(src) if src is not None else repo_root() / FIGURE_DIR
+    dest = Path(dest) if dest is not None else repo_root() / "images"
+    figures = sorted(p for p in src.rglob("*.png") if not p.name.startswith(".")) \
+        if src.is_dir() else []
+    if not figures:
+        raise FigureError(f"no figures in {src}: run the notebooks at full size first "
+                          "(make run, without SMOKE=1).")
+    refused = []
+    for path in figures:
+        origin = figure_origin(path)
+        if origin is None or origin[1]:
+            why = "drawn under SMOKE=1" if origin else "not drawn by a notebook's S.save"
+            refused.append(f"{path.relative_to(src)} ({why})")
+    if refused:
+        raise FigureError(
+            f"{src} holds figures that are not a full-size notebook run's: {', '.join(refused)}. "
+            "Nothing was copied. Run the notebooks again without SMOKE=1 (make run), or delete "
+            "those files, then publish again.")
+    written = []
+    for path in figures:
+        target = dest / path.relative_to(src)
+        with atomic_path(target) as partial:
+            shutil.copyfile(path, partial)
+        written.append(target)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m helpers.plotting --readme-figures [--src DIR] [--dest DIR]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.plotting",
+        description="Publish the figures of a full-size notebook run (make run, without SMOKE=1) "
+        "from build/images/ into the committed images/ folder that the README shows.")
+    parser.add_argument("--readme-figures", action="store_true", required=True,
+                        help="copy every figure of build/images/ into images/ (refused, with "
+                        "nothing copied, when one was drawn under SMOKE=1)")
+    parser.add_argument("--src", type=Path, help=f"figure folder (default: <repo>/{FIGURE_DIR})")
+    parser.add_argument("--dest", type=Path, help="committed folder (default: <repo>/images)")
+    args = parser.parse_args(argv)
+    try:
+        written = publish_figures(args.src, args.dest)
+    except FigureError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    print(f"{len(written)} figures published; review them with git diff --stat before committing.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

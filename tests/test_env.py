@@ -54,11 +54,13 @@ def test_setup_notebook_moves_to_root_and_seeds(tmp_path, monkeypatch):
     import torch
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMOKE", "1")
+    smoke = env.setup_notebook("test", seed=3)
     monkeypatch.setenv("SMOKE", "0")
     s = env.setup_notebook("test", seed=3)
-    assert s.fig_dir == env.repo_root() / "images"
-    monkeypatch.setenv("SMOKE", "1")
-    assert env.setup_notebook("test", seed=3).fig_dir == env.repo_root() / "build" / "images"
+    # never the committed images/ folder, smoke run or not
+    assert s.fig_dir == smoke.fig_dir == env.repo_root() / "build" / "images"
+    assert smoke.smoke and not s.smoke
     assert Path.cwd() == env.repo_root() == s.root
     assert (s.root / "helpers" / "env.py").is_file() and s.fig_dir.is_dir()
     first = (np.random.rand(), torch.rand(1).item())
@@ -76,6 +78,12 @@ def test_setup_save_writes_figure(tmp_path):
     path = s.save(fig, "sub/line.png")
     assert path == tmp_path / "images" / "sub" / "line.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert env.figure_origin(path) == ("t", False)
+    smoke = env.Setup("01_x", tmp_path, tmp_path / "images", False, "cpu", 0, smoke=True)
+    assert env.figure_origin(smoke.save(fig, "line.png")) == ("01_x", True)
+    fig.savefig(tmp_path / "plain.png")  # not through Setup.save: no origin
+    assert env.figure_origin(tmp_path / "plain.png") is None
+    assert env.figure_origin(tmp_path / "missing.png") is None
 
 
 def _notebook(path: Path, source: str, executed: bool) -> Path:

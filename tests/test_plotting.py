@@ -111,3 +111,46 @@ def test_prediction_grid_has_one_row_per_image(demo_root: Path) -> None:
     shown = {int(c) for _, gt, _ in rows for c in np.unique(gt)} | {0}
     assert 255 in shown and "void (255)" in labels
     assert labels == {t.get_label() for t in plotting.legend_handles(shown)}
+
+
+def test_publish_figures_copies_only_a_full_size_runs_figures(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import matplotlib.pyplot as plt
+
+    from helpers import env
+
+    build, images = tmp_path / "build" / "images", tmp_path / "images"
+    full = env.Setup("04_predict_evaluate", tmp_path, build, False, "cpu", 0, smoke=False)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    drawn = [full.save(fig, "04_prediction.png"), full.save(fig, "sample_and_mask.png")]
+    images.mkdir()
+    (images / "04_prediction.png").write_bytes(b"old")
+    (images / "bench_latency.png").write_bytes(b"not a notebook's")
+    written = plotting.publish_figures(build, images)
+    assert written == [images / "04_prediction.png", images / "sample_and_mask.png"]
+    assert [p.read_bytes() for p in written] == [p.read_bytes() for p in drawn]
+    assert (images / "bench_latency.png").read_bytes() == b"not a notebook's"
+    assert sorted(p.name for p in images.iterdir()) == [
+        "04_prediction.png", "bench_latency.png", "sample_and_mask.png"]  # no partial files
+
+    smoke = env.Setup("01_dataset", tmp_path, build, False, "cpu", 0, smoke=True)
+    smoke.save(fig, "sample_and_mask.png")  # a smoke run overwrote one of them
+    full.save(fig, "04_prediction.png")
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    with pytest.raises(plotting.FigureError, match=r"sample_and_mask.png \(drawn under SMOKE=1\)"):
+        plotting.publish_figures(build, images)
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before  # nothing copied
+
+    cli = [sys.executable, "-m", "helpers.plotting", "--readme-figures", "--src", str(build),
+           "--dest", str(images)]
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "SMOKE=1" in proc.stderr
+    full.save(fig, "sample_and_mask.png")
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 figures published" in proc.stdout
+    with pytest.raises(plotting.FigureError, match="no figures in .*make run"):
+        plotting.publish_figures(tmp_path / "empty", images)
