@@ -44,16 +44,22 @@ assign: $(STAMP)
 release: $(STAMP)
 	$(VENV_PATH) $(PY) -m teacher.release --out build/student
 
-# make grade SUBMITTED=DIR OUT=FILE [FEEDBACK=DIR] [CELL_TIMEOUT=s] [NOTEBOOK_TIMEOUT=s]
-# DIR/STUDENT/NN_name.ipynb → OUT (CSV student,notebook,score,max_score) + HTML feedback per
-# student (FEEDBACK, default feedback/ beside OUT). SMOKE, VOC_ROOT, WORK_DIR reach the notebooks.
+# make grade SUBMITTED=DIR OUT=FILE [FEEDBACK=DIR] [JOBS=N] [SCHEDULER=tcp://HOST:PORT]
+#            [CELL_TIMEOUT=s] [NOTEBOOK_TIMEOUT=s] [MEM_LIMIT=6G] [PROC_LIMIT=1024] [CPU_LIMIT=s]
+# DIR/STUDENT/NN_name.ipynb → OUT (CSV student,notebook,score,max_score), the class gradebook
+# (build/grade/gradebook.db) and HTML feedback per student (FEEDBACK, default feedback/ beside
+# OUT). Every hand-in runs in a bubblewrap sandbox with those limits (UNSAFE_NO_SANDBOX=1 opts
+# out); JOBS hand-ins at a time (default: one per core, within memory at MEM_LIMIT each), or on
+# the workers of a Dask cluster (SCHEDULER). SMOKE, VOC_ROOT, WORK_DIR reach the notebooks.
 CELL_TIMEOUT ?= 600
 NOTEBOOK_TIMEOUT ?= 3600
 grade: $(STAMP)
 	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make grade SUBMITTED=DIR OUT=FILE" \
-	  "[FEEDBACK=DIR] [CELL_TIMEOUT=600] [NOTEBOOK_TIMEOUT=3600]"; exit 1; }
+	  "[FEEDBACK=DIR] [JOBS=N] [SCHEDULER=tcp://HOST:PORT] [CELL_TIMEOUT=600]" \
+	  "[NOTEBOOK_TIMEOUT=3600] [MEM_LIMIT=6G]"; exit 1; }
 	$(VENV_PATH) $(PY) -m teacher.grading "$(SUBMITTED)" "$(OUT)" $(if $(FEEDBACK),--feedback "$(FEEDBACK)") \
-	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT)
+	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT) \
+	  $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 lint: $(STAMP)
 	$(PY) -m ruff check helpers teacher tests notebooks benchmarks source

@@ -288,7 +288,9 @@ def _depth(path: str) -> int:
 def _command(bwrap: str, argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]],
              writable: Iterable[str | os.PathLike[str]], env: Mapping[str, str],
              cwd: str | os.PathLike[str] | None, limits: Limits,
-             fds: Sequence[str] = ()) -> list[str]:
+             fds: Sequence[str] = (),
+             mapped: Mapping[str | os.PathLike[str], str | os.PathLike[str]] | None = None
+             ) -> list[str]:
     if not argv:
         raise ValueError("empty command")
     known = _options(bwrap)
@@ -313,11 +315,16 @@ def _command(bwrap: str, argv: Sequence[str], *, read_only: Iterable[str | os.Pa
     for path in ro + rw:
         if not os.path.exists(path):
             raise FileNotFoundError(f"cannot bind {path} into the sandbox: it does not exist")
-    binds = [(p, "--ro-bind") for p in _python_paths() if p not in rw and p not in ro]
-    binds += [(p, "--ro-bind") for p in ro] + [(p, "--bind") for p in rw]
+    moved = {os.path.abspath(h): os.path.abspath(i) for h, i in (mapped or {}).items()}
+    for host in moved:
+        if not os.path.isdir(host):
+            raise FileNotFoundError(f"cannot bind {host} into the sandbox: not a folder")
+    binds = [(p, p, "--ro-bind") for p in _python_paths() if p not in rw and p not in ro]
+    binds += [(p, p, "--ro-bind") for p in ro] + [(p, p, "--bind") for p in rw]
+    binds += [(h, i, "--bind") for h, i in moved.items()]
     # Parents before children, so a writable folder inside a read-only one stays writable.
-    for path, option in sorted(binds, key=lambda b: _depth(b[0])):
-        args += [option, path, path]
+    for host, inside, option in sorted(binds, key=lambda b: _depth(b[1])):
+        args += [option, host, inside]
     # bwrap's own root and /dev are writable tmpfs: make them read-only once everything is in.
     args += ["--remount-ro", "/", "--remount-ro", "/dev"]
 
@@ -332,17 +339,20 @@ def _command(bwrap: str, argv: Sequence[str], *, read_only: Iterable[str | os.Pa
 def command(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = (),
             writable: Iterable[str | os.PathLike[str]] = (),
             env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-            limits: Limits | None = None) -> list[str]:
+            limits: Limits | None = None,
+            mapped: Mapping[str | os.PathLike[str], str | os.PathLike[str]] | None = None
+            ) -> list[str]:
     """The bwrap command line that runs `argv` in a sandbox (see the module's docstring).
 
     `read_only` and `writable` are host paths (files or folders) that appear at the same place
     inside; `env` is the complete environment (default: empty); `cwd` the working directory inside
-    (default /). Of `limits` the command line holds only the tmpfs sizes: the other limits are
-    enforced by :func:`run`, which is what a grader calls. Raises RuntimeError when no sandbox can
-    start here (the message is :func:`unavailable`'s).
+    (default /); `mapped` binds writable host folders at other places inside (a private
+    scratch folder where the course writes figures). Of `limits` the command line holds only the tmpfs sizes: the other limits are
+    enforced by :func:`run`, which is what a grader calls. Raises RuntimeError when no sandbox
+    can start here (the message is :func:`unavailable`'s).
     """
     return _command(bwrap_path(), argv, read_only=read_only, writable=writable, env=env or {},
-                    cwd=cwd, limits=limits or Limits())
+                    cwd=cwd, limits=limits or Limits(), mapped=mapped)
 
 
 # --- Running it under the watchdog --------------------------------------------------------------
@@ -475,7 +485,9 @@ class _Output:
 def run(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = (),
         writable: Iterable[str | os.PathLike[str]] = (), env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None, limits: Limits | None = None,
-        timeout: float | None = None) -> SandboxResult:
+        timeout: float | None = None,
+        mapped: Mapping[str | os.PathLike[str], str | os.PathLike[str]] | None = None
+        ) -> SandboxResult:
     """Run `argv` in a sandbox (see :func:`command` for the arguments) under `limits` (default
     Limits.from_env()); `timeout` replaces limits.wall_seconds. Returns when the command ends or
     a limit stops it; every process of the sandbox is gone by then. Raises RuntimeError when no
@@ -488,7 +500,7 @@ def run(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = ()
     block_r, block_w = os.pipe()
     try:
         args = _command(bwrap_path(), argv, read_only=read_only, writable=writable, env=env or {},
-                        cwd=cwd, limits=limits,
+                        cwd=cwd, limits=limits, mapped=mapped,
                         fds=["--info-fd", str(info_w), "--block-fd", str(block_r)])
         start = time.monotonic()
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
