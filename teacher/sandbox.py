@@ -348,8 +348,8 @@ def command(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] 
     inside; `env` is the complete environment (default: empty); `cwd` the working directory inside
     (default /); `mapped` binds writable host folders at other places inside (a private
     scratch folder where the course writes figures). Of `limits` the command line holds only
-    the tmpfs sizes: the other limits are enforced by :func:`run`, which is what a grader calls. Raises RuntimeError when no sandbox
-    can start here (the message is :func:`unavailable`'s).
+    the tmpfs sizes: the other limits are enforced by :func:`run`, which is what a grader calls.
+    Raises RuntimeError when no sandbox can start here (the message is :func:`unavailable`'s).
     """
     return _command(bwrap_path(), argv, read_only=read_only, writable=writable, env=env or {},
                     cwd=cwd, limits=limits or Limits(), mapped=mapped)
