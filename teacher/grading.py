@@ -11,9 +11,11 @@
 3. **Hand-ins.** Each student is graded in a course folder of their own, a copy of the course
    (their own gradebook, their own ``WORK_DIR`` folder): ``nbgrader autograde`` runs each of their
    notebooks (edited test cells replaced by the instructor's, deleted ones put back, outputs
-   cleared first) inside a sandbox (:mod:`teacher.sandbox`: no network, only the student-facing
-   course, the environment, the dataset and the student's own folders, limits on memory,
-   processes, CPU and time). The same hidden tests record what the student's code returns.
+   cleared first), and the kernel that executes it runs inside a sandbox (:mod:`teacher.kernel`,
+   :mod:`teacher.sandbox`: no network; only the student-facing course code, the environment,
+   the dataset and the student's own folders; never the gradebook, the instructor notebooks,
+   the truths or another hand-in; limits on memory, processes, CPU and time). The same hidden
+   tests record what the student's code returns.
 4. **Verdicts.** Outside the sandbox, the grader reads each test cell's records as JSON and
    compares them with the truths (:mod:`teacher.verdicts`); an answer that reaches into the
    course's code scores 0. nbgrader's own cell scores (which the student's kernel can sway) are
@@ -82,6 +84,12 @@ c.Execute.timeout = {cell_timeout}
 c.GenerateFeedback.preprocessors = {feedback!r}
 """
 
+#: nbgrader's executor starts the student's kernel in the sandbox (see teacher.kernel).
+SANDBOXED_KERNEL = """\
+c.Execute.kernel_manager_class = "teacher.kernel.SandboxedKernelManager"
+c.KernelManager.transport = "ipc"
+"""
+
 #: The pseudo-student whose work folder holds the truth run's training.
 TRUTH = "instructor-truth"
 
@@ -143,18 +151,39 @@ def _points(source: str) -> dict[str, float]:
             for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
 
 
-def _write_config(course: Path, config: Path, cell_timeout: int) -> None:
+def _write_config(course: Path, config: Path, cell_timeout: int, sandboxed: bool = False
+                  ) -> None:
     (course / "nbgrader_config.py").write_text(CONFIG.format(
         config=str(config), course=str(course), db=f"sqlite:///{course / 'gradebook.db'}",
-        cell_timeout=int(cell_timeout), feedback=feedback_config.PREPROCESSORS))
+        cell_timeout=int(cell_timeout), feedback=feedback_config.PREPROCESSORS)
+        + (SANDBOXED_KERNEL if sandboxed else ""))
+
+
+def _tree_run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float | None
+              ) -> tuple[int | None, str]:
+    """Run `argv`; past `timeout` kill it and every process it started: (None, log)."""
+    import psutil
+
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, log
+    except subprocess.TimeoutExpired:
+        for p in psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        log, _ = proc.communicate()
+        return None, log
 
 
 def _nbgrader(args: list[str], course: Path, env: dict[str, str], timeout: float | None
               ) -> tuple[int | None, str]:
-    """Run ``nbgrader ARGS`` in `course` (not sandboxed: no student code runs in it)."""
-    done = subprocess.run([NBGRADER, *args, "--log-level=WARN"], cwd=course, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    return done.returncode, done.stdout + done.stderr
+    """Run ``nbgrader ARGS`` in `course` with the grader's rights (the kernel it starts for a
+    hand-in is the sandboxed one: see SANDBOXED_KERNEL)."""
+    return _tree_run([NBGRADER, *args, "--log-level=WARN"], course, env, timeout)
 
 
 _TEMPLATE_LOCK = threading.Lock()
@@ -197,40 +226,67 @@ def _kernel_env(settings: _Settings, home: Path, work_dir: Path) -> dict[str, st
     return env
 
 
-def _contained(argv: list[str], *, course: Path, work_dir: Path, home: Path,
-               settings: _Settings, timeout: float) -> tuple[int | None, str, str]:
-    """Run `argv` (nbgrader or nbconvert, and the kernel it starts) for one hand-in: in the
-    sandbox when it is on, else as a plain process. (exit code or None, log, limit message)."""
-    env = _kernel_env(settings, home, work_dir)
-    if not settings.use_sandbox:
-        import psutil
-
-        proc = subprocess.Popen(argv, cwd=course, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
-            log, _ = proc.communicate(timeout=timeout)
-            return proc.returncode, log, ""
-        except subprocess.TimeoutExpired:
-            for p in psutil.Process(proc.pid).children(recursive=True) + [
-                    psutil.Process(proc.pid)]:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            log, _ = proc.communicate()
-            return None, log, ""
+def _views(settings: _Settings, course: Path, work_dir: Path, home: Path
+           ) -> tuple[list[str], list[str], dict[str, str]]:
+    """What a sandbox sees: read-only (the student-facing course code, the dataset), writable
+    (the hand-in's WORK_DIR folder and HOME) and mapped (a scratch folder where the course
+    saves figures)."""
     root = repo_root()
-    read_only = [root / "helpers", settings.voc_root]
-    figures = root / "build" / "images"
-    writable = [course, work_dir, home]
     scratch = course / "figures"
     scratch.mkdir(exist_ok=True)
-    result = sandbox.run(argv, read_only=read_only, writable=writable,
-                         mapped={scratch: figures}, env=env, cwd=course,
-                         limits=sandbox.Limits.from_env(), timeout=timeout)
+    return ([str(root / "helpers"), settings.voc_root], [str(work_dir), str(home)],
+            {str(scratch): str(root / "build" / "images")})
+
+
+def _truth_run(argv: list[str], *, folder: Path, work_dir: Path, home: Path,
+               settings: _Settings) -> tuple[int | None, str, str]:
+    """Run the instructor notebook's executor, in the sandbox when it is on."""
+    env = _kernel_env(settings, home, work_dir)
+    if not settings.use_sandbox:
+        return (*_tree_run(argv, folder, env, settings.notebook_timeout), "")
+    read_only, writable, mapped = _views(settings, folder, work_dir, home)
+    result = sandbox.run(argv, read_only=read_only, writable=[*writable, str(folder)],
+                         mapped=mapped, env=env, cwd=folder, limits=sandbox.Limits.from_env(),
+                         timeout=settings.notebook_timeout)
     if result.limit_hit == "wall":
         return None, result.output, ""
     return result.returncode, result.output, result.message or ""
+
+
+def _autograde(student: str, name: str, *, course: Path, work_dir: Path, home: Path,
+               settings: _Settings) -> tuple[int | None, str, str]:
+    """``nbgrader autograde`` of one notebook; its kernel in the sandbox when it is on.
+    (exit code or None after NOTEBOOK_TIMEOUT, log, the sandbox's limit message)."""
+    env = _kernel_env(settings, home, work_dir)
+    report = course / "reports" / f"{name}.json"
+    report.parent.mkdir(exist_ok=True)
+    report.unlink(missing_ok=True)
+    if settings.use_sandbox:
+        from teacher.kernel import ENV
+        from teacher.kernel import settings as kernel_settings
+
+        read_only, writable, mapped = _views(settings, course, work_dir, home)
+        ipc = course / "ipc"
+        ipc.mkdir(exist_ok=True)
+        limits = sandbox.Limits.from_env()
+        env.update({ENV: kernel_settings(
+            read_only=read_only, writable=[*writable, str(ipc)], mapped=mapped,
+            report=str(report), limits=dict(
+                memory=limits.memory, processes=limits.processes,
+                cpu_seconds=limits.cpu_seconds, wall_seconds=settings.notebook_timeout))},
+                   JUPYTER_RUNTIME_DIR=str(ipc))
+    code, log = _nbgrader(["autograde", ASSIGNMENT, f"--student={student}", f"--notebook={name}",
+                           "--force"], course, env, settings.notebook_timeout)
+    limit = ""
+    if report.is_file():
+        import json
+
+        ended = json.loads(report.read_text())
+        if ended.get("limit_hit") and ended["limit_hit"] != "wall":
+            limit = ended.get("message") or ""
+        elif ended.get("limit_hit") == "wall":
+            code = None
+    return code, log, limit
 
 
 def _messages(code: int | None, log: str, limit: str, text: str, settings: _Settings
@@ -281,7 +337,8 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
     course = base / "students" / student
     shutil.rmtree(course, ignore_errors=True)
     shutil.copytree(template, course)
-    _write_config(course, course / "course_config.py", settings.cell_timeout)
+    _write_config(course, course / "course_config.py", settings.cell_timeout,
+                  sandboxed=settings.use_sandbox)
     shutil.copyfile(course / "gradebook.db", course / "clean.db")
     target = course / "submitted" / student / ASSIGNMENT
     target.mkdir(parents=True)
@@ -296,10 +353,8 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
                                 message="not handed in", failed=[]))
             continue
         (target / f"{name}.ipynb").write_text(hand_ins[name])
-        code, log, limit = _contained(
-            [NBGRADER, "autograde", ASSIGNMENT, f"--student={student}", f"--notebook={name}",
-             "--force", "--log-level=WARN"], course=course, work_dir=work_dir, home=home,
-            settings=settings, timeout=settings.notebook_timeout)
+        code, log, limit = _autograde(student, name, course=course, work_dir=work_dir,
+                                      home=home, settings=settings)
         notes = _messages(code, log, limit, hand_ins[name], settings)
         graded = course / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
         decided = []
@@ -355,8 +410,8 @@ def _truth(name: str, settings: _Settings, scratch: Path) -> str:
     argv = [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--allow-errors",
             f"--ExecutePreprocessor.timeout={settings.cell_timeout}", "--output", "executed",
             "--log-level=WARN", f"{name}.ipynb"]
-    code, log, limit = _contained(argv, course=folder, work_dir=work_dir, home=folder / "home",
-                                  settings=settings, timeout=settings.notebook_timeout)
+    code, log, limit = _truth_run(argv, folder=folder, work_dir=work_dir, home=folder / "home",
+                                  settings=settings)
     if code or limit or not (folder / "executed.ipynb").is_file():
         raise RuntimeError(f"the instructor notebook {name} did not run ({limit or code}): no "
                            f"truths to grade against\n{log[-2000:]}")
