@@ -1,12 +1,14 @@
 """Checks of notebook 02's tasks: the edits that turn mmseg's Cityscapes PSPNet config into the
 homework's VOC config (model, data, schedule), and the learning rate the schedule ends with.
 
-A config task is graded field by field: the student's config is flattened
-(`helpers.config.flatten_config`) and compared, within the task's group of fields, with the one
-the course's builder makes (`helpers.config.build_config("seed", ...)`, the reference). Every
-wrong, missing or extra field is named with the student's value, never the expected one. A group
-that still equals the shipped Cityscapes config is "not answered". The last learning rate is
-checked against mmengine's own ``PolyLR``, stepped iteration by iteration.
+Each ``verify_*`` takes the student's answer and returns the problems found (see
+`helpers.checks.check`), registered in :data:`TASKS`. A config task is checked by what mmseg and
+mmengine build from the student's config (on a copy: the answer is never changed): the model and
+its layers, the datasets and how many samples each split file gives, the pre-processor's batches,
+the optimizer's learning rate, the hooks. Every problem names the field and, where it helps, the
+student's value, never the expected one. A group of fields that still equals the shipped
+Cityscapes file is "not answered". The last learning rate is compared with mmengine's own
+``PolyLR``, stepped on a dummy optimizer, on one config.
 """
 
 from __future__ import annotations
@@ -14,27 +16,18 @@ from __future__ import annotations
 import copy
 import math
 import os
-import re
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from helpers.checks import NotAnswered, answered
+from helpers.checks import NotAnswered, Task, answered
 
-__all__ = [
-    "GROUPS",
-    "reference_config",
-    "base_config",
-    "group_of",
-    "group_differences",
-    "edits_verifier",
-    "with_reference_edits",
-    "final_lr_reference",
-    "final_lr_verifier",
-]
+__all__ = ["GROUPS", "CROP", "SCALE", "base_config", "verify_model_edits", "verify_data_edits",
+           "verify_schedule_edits", "verify_final_lr", "TASKS"]
 
-#: The top-level config keys each config task edits; ``model.data_preprocessor`` belongs to the
-#: data task (it pads batches to the crop). Other keys (``custom_imports``, ``default_scope``,
-#: the visualizer ...) are the course's.
+#: The top-level config keys each config task edits (``model.data_preprocessor`` is the data
+#: task's: it pads batches to the crop).
 GROUPS: dict[str, tuple[str, ...]] = {
     "model": ("model", "norm_cfg"),
     "data": ("dataset_type", "data_root", "crop_size", "data_preprocessor", "train_pipeline",
@@ -43,213 +36,462 @@ GROUPS: dict[str, tuple[str, ...]] = {
                  "test_cfg", "default_hooks", "randomness", "work_dir", "load_from", "resume"),
 }
 
-# A field that is a copy of another once the file is loaded: `Config.fromfile` resolves every
-# `crop_size` or `train_pipeline` inside the dicts that use them, so changing the original later
-# changes nothing else. (copy prefix, original prefix, what to say)
-_COPIES = (
-    (r"model\.(backbone|decode_head|auxiliary_head)\.norm_cfg\.", "norm_cfg.",
-     "the heads and the backbone hold their own copy of norm_cfg"),
-    (r"train_dataloader\.dataset\.pipeline\[", "train_pipeline[",
-     "train_dataloader.dataset.pipeline is a copy of train_pipeline made when the file was "
-     "loaded: set it too"),
-    (r"(val|test)_dataloader\.dataset\.pipeline\[", "test_pipeline[",
-     "val_dataloader.dataset.pipeline (and test_...) are copies of test_pipeline made when the "
-     "file was loaded: set them too"),
-    (r"(model\.)?data_preprocessor\.size", "crop_size",
-     "data_preprocessor.size (at the top and inside model) is a copy of crop_size: set both"),
-    (r"train_pipeline\[\d+\]\.crop_size", "crop_size",
-     "RandomCrop's crop_size in the pipeline is a copy of crop_size"),
-    (r"optim_wrapper\.optimizer\.lr", "optimizer.lr",
-     "optim_wrapper.optimizer is a copy of optimizer: set the lr in both"),
-)
-_PATH_KEYS = re.compile(r"(.*\.)?(data_root|work_dir|load_from)")
-_ABSENT = "<absent>"
-_MAX_LINES = 12
-
-
-def reference_config(voc_root: str | os.PathLike, work_dir: str | os.PathLike,
-                     load_from: str | os.PathLike | None = None):
-    """The homework's VOC config as the course builds it: ``build_config("seed", ...)``."""
-    from helpers.config import build_config
-
-    return build_config("seed", voc_root, work_dir,
-                        load_from=str(load_from) if load_from else None)
+#: What task 2 asks for, as its text states it: the crop and the resize scale (width, height).
+CROP = (256, 256)
+SCALE = (320, 240)
 
 
 def base_config():
     """A fresh copy of the shipped Cityscapes config the tasks start from."""
     from mmengine.config import Config
 
-    from helpers.config import BASE_CONFIG, find_config
+    from helpers.mmseg_configs import find_config
 
-    return Config.fromfile(str(find_config(BASE_CONFIG)))
-
-
-def group_of(key: str) -> str | None:
-    """The task a flattened config key (``"train_pipeline[2].scale"``) belongs to, or None."""
-    if key.startswith("model.data_preprocessor."):
-        return "data"
-    top = re.split(r"[.\[]", key, maxsplit=1)[0]
-    return next((group for group, tops in GROUPS.items() if top in tops), None)
+    return Config.fromfile(str(find_config("pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py")))
 
 
-def _flat(cfg: Any, group: str) -> dict[str, Any]:
-    from helpers.config import flatten_config
-
-    flat = {}
-    for key, value in flatten_config(cfg).items():
-        if group_of(key) != group:
-            continue
-        if isinstance(value, str) and _PATH_KEYS.fullmatch(key):
-            value = os.path.normpath(value)
-        flat[key] = value
-    return flat
+def _plain(node: Any) -> Any:
+    """A config value as plain dicts and lists (tuples become lists), for comparisons."""
+    if isinstance(node, Mapping):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_plain(v) for v in node]
+    return node
 
 
-def group_differences(cfg: Any, reference: Any, group: str) -> dict[str, tuple[Any, Any]]:
-    """Fields of `group` whose values differ: key -> (value in cfg, value in reference)."""
-    mine, ref = _flat(cfg, group), _flat(reference, group)
-    return {key: (mine.get(key, _ABSENT), ref.get(key, _ABSENT))
-            for key in sorted(mine.keys() | ref.keys())
-            if mine.get(key, _ABSENT) != ref.get(key, _ABSENT)}
+def _group(cfg: Any, group: str) -> dict[str, Any]:
+    out = {key: _plain(cfg.get(key, "<absent>")) for key in GROUPS[group]}
+    model = out.get("model")
+    if group == "model" and isinstance(model, dict):
+        model.pop("data_preprocessor", None)
+    if group == "data":
+        out["model.data_preprocessor"] = _plain(cfg.get("model", {}).get("data_preprocessor"))
+    return out
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _problems(diffs: dict[str, tuple[Any, Any]], group: str) -> list[str]:
-    lines = []
-    for key, (mine, ref) in diffs.items():
-        if isinstance(mine, os.PathLike):
-            lines.append(f"`{key}` is a {type(mine).__name__}: a config holds plain values, "
-                         "use str(...)")
-        elif mine == _ABSENT:
-            lines.append(f"`{key}` is missing")
-        elif ref == _ABSENT:
-            lines.append(f"`{key}` = {_short(mine)} is set, but the VOC config has no such field")
-        else:
-            lines.append(f"`{key}` = {_short(mine)} is not what the VOC recipe needs")
-    if len(lines) > _MAX_LINES:
-        lines = lines[:_MAX_LINES] + [f"... and {len(lines) - _MAX_LINES} more field(s) of the "
-                                      f"{group} group"]
-    notes = []
-    for copy_key, original, note in _COPIES:
-        copies = [k for k in diffs if re.match(copy_key, k)]
-        originals_wrong = [k for k in diffs if k.startswith(original)]
-        if copies and not originals_wrong and note not in notes:
-            notes.append(note)
-    return lines + [f"note: {n}" for n in notes]
-
-
-def edits_verifier(group: str, reference: Any) -> Callable[[Any], list[str]]:
-    """Verify for one config task: `group`'s fields of the student's config equal `reference`'s.
-
-    Raises ``NotAnswered`` while the group still equals the shipped Cityscapes config.
-    """
-    if group not in GROUPS:
-        raise ValueError(f"group {group!r}: choose one of {', '.join(GROUPS)}")
-
-    def verify(cfg: Any) -> list[str]:
-        from mmengine.config import Config
-
-        answered(cfg, "cfg")
-        if not isinstance(cfg, Config):
-            return [f"cfg is a {type(cfg).__name__}, not an mmengine Config: edit the one "
-                    "Config.fromfile returned"]
-        if not group_differences(cfg, base_config(), group):
-            raise NotAnswered(f"the {group} fields are still Cityscapes'")
-        return _problems(group_differences(cfg, reference, group), group)
-
-    return verify
-
-
-def with_reference_edits(cfg: Any, reference: Any, group: str):
-    """A copy of `cfg` whose `group` fields are `reference`'s (the lesson's fallback)."""
+def _answered_config(cfg: Any, group: str):
+    """`cfg` itself when it is a Config whose `group` fields were edited; else NotAnswered or
+    a problem."""
     from mmengine.config import Config
 
-    out = (cfg if isinstance(cfg, Config) else base_config()).to_dict()
-    out, ref = copy.deepcopy(out), reference.to_dict()
-    for top in GROUPS[group]:
-        if top == "model":  # all but the data task's data_preprocessor
-            keep = out.get("model", {}).get("data_preprocessor")
-            out["model"] = copy.deepcopy(ref["model"])
-            if keep is not None:
-                out["model"]["data_preprocessor"] = keep
-        elif top in ref:
-            out[top] = copy.deepcopy(ref[top])
-        else:
-            out.pop(top, None)
-    if group == "data":
-        out.setdefault("model", {})["data_preprocessor"] = copy.deepcopy(
-            ref["model"]["data_preprocessor"])
-    return Config(out)
+    answered(cfg, "cfg")
+    if not isinstance(cfg, Config):
+        return None
+    if _group(cfg, group) == _group(base_config(), group):
+        raise NotAnswered(f"the {group} fields are still Cityscapes'")
+    return cfg
+
+
+def _not_config(cfg: Any) -> list[str]:
+    return [f"cfg is a {type(cfg).__name__}, not an mmengine Config: edit the one "
+            "Config.fromfile returned"]
+
+
+def _pair(value: Any) -> tuple | None:
+    try:
+        return tuple(int(v) for v in value) if len(value) == 2 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and os.path.abspath(a) == os.path.abspath(str(b))
+
+
+def _path_note(key: str, value: Any) -> str:
+    if isinstance(value, os.PathLike):
+        return (f"`{key}` is a {type(value).__name__}: a config holds plain values, "
+                "use str(...)")
+    return f"`{key}` = {value!r} is not the folder the task names"
 
 
 # ----------------------------------------------------------------------------------------------
-# The learning rate after the last iteration
+# Task 1: the model
 
 
-def final_lr_reference(cfg: Any) -> float:
-    """The lr after ``train_cfg.max_iters`` iterations: mmengine's schedulers, stepped."""
+def _norm_cfgs(node: Any, where: str) -> list[tuple[str, Any]]:
+    """(key, norm_cfg) of every ``norm_cfg`` under `node`."""
+    found = []
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "norm_cfg":
+                found.append((f"{where}.norm_cfg", value))
+            else:
+                found += _norm_cfgs(value, f"{where}.{key}")
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            found += _norm_cfgs(value, f"{where}[{i}]")
+    return found
+
+
+def verify_model_edits(cfg: Any) -> list[str]:
+    """BN everywhere, as many classes as PascalVOCDataset in both heads, no ImageNet weights;
+    then the model mmseg builds from the config has no SyncBN layer and 21-channel classifiers."""
+    import torch
+    from mmseg.datasets import PascalVOCDataset
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    if _answered_config(cfg, "model") is None:
+        return _not_config(cfg)
+    cfg = copy.deepcopy(cfg)
+    problems = []
+    norms = [("norm_cfg", cfg.get("norm_cfg"))] + _norm_cfgs(cfg.model, "model")
+    for part in ("backbone", "decode_head", "auxiliary_head"):
+        if not any(key == f"model.{part}.norm_cfg" for key, _ in norms):
+            problems.append(f"`model.{part}.norm_cfg` is missing")
+    for key, norm in norms:
+        if not isinstance(norm, Mapping):
+            problems.append(f"`{key}` is a {type(norm).__name__}, not a dict with `type`")
+        elif norm.get("type") != "BN":
+            problems.append(f"`{key}.type` is {norm.get('type')!r}, not the norm layer task 1 "
+                            "asks for")
+        elif norm.get("requires_grad", True) is not True:
+            problems.append(f"`{key}.requires_grad` is {norm.get('requires_grad')!r}: keep the "
+                            "norm layers trainable")
+    if any(key.startswith("model.") and isinstance(n, Mapping) and n.get("type") == "SyncBN"
+           for key, n in norms) and cfg.get("norm_cfg", {}).get("type") == "BN":
+        problems.append("note: the backbone and the heads hold their own copy of norm_cfg, made "
+                        "when the file was loaded: set each of them")
+    n_classes = len(PascalVOCDataset.METAINFO["classes"])
+    for head in ("decode_head", "auxiliary_head"):
+        got = cfg.model.get(head, {}).get("num_classes")
+        if got != n_classes:
+            problems.append(f"`model.{head}.num_classes` is {got!r}: it must equal the number of "
+                            "classes in PascalVOCDataset's METAINFO")
+    if cfg.model.get("pretrained") is not None:
+        problems.append(f"`model.pretrained` is {cfg.model.get('pretrained')!r}: the backbone "
+                        "must not download ImageNet weights")
+    if problems:
+        return problems
+    register_all_modules()
+    with warnings.catch_warnings():  # mmseg's deprecation notes
+        warnings.simplefilter("ignore")
+        model = MODELS.build(cfg.model)
+    kinds = [type(m).__name__ for m in model.modules()]
+    if "SyncBatchNorm" in kinds or "BatchNorm2d" not in kinds:
+        problems.append("the model mmseg builds from cfg.model still has SyncBN layers (or no "
+                        "BatchNorm2d at all)")
+    for head in ("decode_head", "auxiliary_head"):
+        conv = getattr(getattr(model, head, None), "conv_seg", None)
+        if not isinstance(conv, torch.nn.Conv2d) or conv.out_channels != n_classes:
+            problems.append(f"the built model's {head}.conv_seg does not give one score map "
+                            "per VOC class")
+    if "Pretrained" in str(model.backbone.init_cfg):
+        problems.append("the built backbone would still load pretrained ImageNet weights "
+                        "(its init_cfg)")
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# Task 2: the data
+
+
+def _steps(pipeline: Any) -> list[str]:
+    return [t.get("type") if isinstance(t, Mapping) else repr(t) for t in pipeline or []]
+
+
+def _step(pipeline: Any, kind: str) -> Mapping | None:
+    return next((t for t in pipeline or [] if isinstance(t, Mapping) and t.get("type") == kind),
+                None)
+
+
+def _train_pipeline_problems(pipeline: Any, key: str, shipped: Any) -> list[str]:
+    steps = _steps(pipeline)
+    problems = []
+    if "PhotoMetricDistortion" in steps:
+        problems.append(f"`{key}` still has PhotoMetricDistortion")
+    resize, crop = _step(pipeline, "RandomResize"), _step(pipeline, "RandomCrop")
+    if resize is None:
+        problems.append(f"`{key}` has no RandomResize")
+    else:
+        if _pair(resize.get("scale")) != SCALE:
+            problems.append(f"RandomResize's scale in `{key}` is {_plain(resize.get('scale'))}, "
+                            "not the one task 2 asks for")
+        want = _step(shipped, "RandomResize")
+        for arg in ("ratio_range", "keep_ratio"):
+            if _plain(resize.get(arg)) != _plain(want.get(arg)):
+                problems.append(f"RandomResize's {arg} in `{key}` is not the shipped one: "
+                                "keep it")
+    if crop is None:
+        problems.append(f"`{key}` has no RandomCrop")
+    elif _pair(crop.get("crop_size")) != CROP:
+        problems.append(f"RandomCrop's crop_size in `{key}` is {_plain(crop.get('crop_size'))}, "
+                        "not the new crop")
+    kept = [s for s in _steps(shipped) if s not in ("PhotoMetricDistortion",)]
+    if not problems and steps != kept:
+        problems.append(f"the steps of `{key}` are {steps}: keep the shipped ones, in their "
+                        "order, without PhotoMetricDistortion")
+    return problems
+
+
+def _test_pipeline_problems(pipeline: Any, key: str, shipped: Any) -> list[str]:
+    steps = _steps(pipeline)
+    resize = _step(pipeline, "Resize")
+    if resize is None:
+        return [f"`{key}` has no Resize"]
+    problems = []
+    if _pair(resize.get("scale")) != SCALE:
+        problems.append(f"Resize's scale in `{key}` is {_plain(resize.get('scale'))}, not the "
+                        "one task 2 asks for")
+    if resize.get("keep_ratio") != _step(shipped, "Resize").get("keep_ratio"):
+        problems.append(f"Resize's keep_ratio in `{key}` is not the shipped one: keep it")
+    if steps != _steps(shipped):
+        problems.append(f"the steps of `{key}` are {steps}: keep the shipped ones in their "
+                        "order (LoadAnnotations after Resize: metrics at the original size)")
+    return problems
+
+
+def _split_ids(voc_root: Path, split: str) -> list[str]:
+    return (voc_root / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
+
+
+def _dataset_problems(loader: str, dataset_cfg: Any, split: str, voc_root: Path,
+                      pipeline_key: str, pipeline: Any) -> list[str]:
+    """Build the loader's dataset with mmseg: PascalVOCDataset, one sample per id of the split,
+    images in JPEGImages and masks in SegmentationClass, the loader's pipeline = `pipeline`."""
+    from mmseg.datasets import PascalVOCDataset
+    from mmseg.registry import DATASETS
+
+    if not isinstance(dataset_cfg, Mapping):
+        return [f"`{loader}.dataset` is a {type(dataset_cfg).__name__}, not a dataset dict"]
+    problems = []
+    if _plain(dataset_cfg.get("pipeline")) != _plain(pipeline):
+        problems.append(f"`{loader}.dataset.pipeline` differs from `{pipeline_key}`: the loader "
+                        f"holds its own copy of {pipeline_key}, made when the file was loaded: "
+                        "set it too")
+    if dataset_cfg.get("type") != "PascalVOCDataset":
+        return problems + [f"`{loader}.dataset.type` is {dataset_cfg.get('type')!r}, not "
+                           "mmseg's VOC dataset"]
+    if not _same_path(dataset_cfg.get("data_root"), voc_root):
+        problems.append(_path_note(f"{loader}.dataset.data_root", dataset_cfg.get("data_root")))
+        return problems
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = DATASETS.build(copy.deepcopy(dict(dataset_cfg)))
+    except Exception as exc:  # a wrong ann_file or prefix: mmseg says which file is missing
+        return problems + [f"mmseg cannot build `{loader}.dataset`: {type(exc).__name__}: "
+                           f"{str(exc)[:200]}"]
+    if not isinstance(dataset, PascalVOCDataset):
+        problems.append(f"`{loader}.dataset` builds a {type(dataset).__name__}")
+    ids = _split_ids(voc_root, split)
+    if len(dataset) != len(ids):
+        problems.append(f"`{loader}.dataset` has {len(dataset)} samples, not one per id of "
+                        f"the {split} split file (check ann_file)")
+    elif ids:
+        info = dataset.get_data_info(0)
+        img, seg = Path(info["img_path"]), Path(info["seg_map_path"])
+        if img.parent.name != "JPEGImages" or seg.parent.name != "SegmentationClass":
+            problems.append(f"`{loader}.dataset.data_prefix` does not point at the images in "
+                            "JPEGImages and the masks in SegmentationClass")
+        elif not (img.is_file() and seg.is_file()):
+            problems.append(f"`{loader}.dataset` reads files that do not exist: {img.name}")
+    return problems
+
+
+def _batch_problems(cfg: Any) -> list[str]:
+    """Two training samples through the train pipeline and the model's pre-processor."""
+    import numpy as np
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from mmseg.registry import DATASETS, MODELS
+
+    np.random.seed(0)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = DATASETS.build(copy.deepcopy(dict(cfg.train_dataloader.dataset)))
+        if len(train) < 2:
+            return []
+        samples = [train[0], train[1]]
+        batch = MODELS.build(copy.deepcopy(dict(cfg.model.data_preprocessor)))(
+            pseudo_collate(samples), training=True)
+    problems = []
+    if any(max(s["inputs"].shape[-2:]) > CROP[0] for s in samples):
+        problems.append("training samples come out larger than the crop: look at RandomCrop")
+    if tuple(batch["inputs"].shape[-2:]) != CROP:
+        problems.append(f"a training batch comes out {tuple(batch['inputs'].shape[-2:])} from "
+                        "the model's pre-processor: it pads to model.data_preprocessor.size")
+    return problems
+
+
+def verify_data_edits(cfg: Any, voc_root: str | os.PathLike) -> list[str]:
+    """The VOC dataset on `voc_root` in all three loaders, the 256×256 crop everywhere, the
+    homework's pipelines, batch 8; the datasets mmseg builds from the loaders match the splits."""
+    from mmseg.utils import register_all_modules
+
+    if _answered_config(cfg, "data") is None:
+        return _not_config(cfg)
+    cfg, voc_root, shipped = copy.deepcopy(cfg), Path(voc_root), base_config()
+    problems = []
+    if cfg.get("dataset_type") != "PascalVOCDataset":
+        problems.append(f"`dataset_type` is {cfg.get('dataset_type')!r}, not mmseg's VOC "
+                        "dataset")
+    if not _same_path(cfg.get("data_root"), voc_root):
+        problems.append(_path_note("data_root", cfg.get("data_root")))
+    for key, value in (("crop_size", cfg.get("crop_size")),
+                       ("data_preprocessor.size", cfg.get("data_preprocessor", {}).get("size")),
+                       ("model.data_preprocessor.size",
+                        cfg.model.get("data_preprocessor", {}).get("size"))):
+        if _pair(value) != CROP:
+            problems.append(f"`{key}` is {_plain(value)!r}, not the crop task 2 asks for")
+    problems += _train_pipeline_problems(cfg.get("train_pipeline"), "train_pipeline",
+                                         shipped.train_pipeline)
+    problems += _test_pipeline_problems(cfg.get("test_pipeline"), "test_pipeline",
+                                        shipped.test_pipeline)
+    if cfg.train_dataloader.get("batch_size") != 8:
+        problems.append(f"`train_dataloader.batch_size` is "
+                        f"{cfg.train_dataloader.get('batch_size')!r}, not the homework's")
+    register_all_modules()
+    for loader, split, key in (("train_dataloader", "train", "train_pipeline"),
+                               ("val_dataloader", "val", "test_pipeline"),
+                               ("test_dataloader", "val", "test_pipeline")):
+        problems += _dataset_problems(loader, cfg.get(loader, {}).get("dataset"), split,
+                                      voc_root, key, cfg.get(key))
+    if problems:
+        return problems
+    return _batch_problems(cfg)
+
+
+# ----------------------------------------------------------------------------------------------
+# Task 3: the schedule
+
+
+def verify_schedule_edits(cfg: Any, work_dir: str | os.PathLike,
+                          pretrained: str | os.PathLike | None) -> list[str]:
+    """lr 0.01/8 in the optimizer mmengine builds (and its copy), 4,000 iterations validated
+    every 1,000, the hooks mmengine builds, seed 0, `work_dir`, `load_from` = `pretrained`."""
+    import mmengine.hooks  # noqa: F401  (registers CheckpointHook and LoggerHook)
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import HOOKS
+
+    if _answered_config(cfg, "schedule") is None:
+        return _not_config(cfg)
+    cfg = copy.deepcopy(cfg)
+    problems = []
+    wrapper = build_optim_wrapper(torch.nn.Linear(2, 2), copy.deepcopy(cfg.optim_wrapper))
+    def homework_lr(lr: Any) -> bool:
+        return type(lr) in (int, float) and math.isclose(lr * 8, 0.01, rel_tol=1e-12)
+
+    built_lr, top_lr = wrapper.param_groups[0]["lr"], cfg.get("optimizer", {}).get("lr")
+    for key, lr in (("optim_wrapper.optimizer.lr", built_lr), ("optimizer.lr", top_lr)):
+        if not homework_lr(lr):
+            problems.append(f"`{key}` is {lr!r}, not the homework's learning rate")
+    if homework_lr(top_lr) and not homework_lr(built_lr):
+        problems.append("note: optim_wrapper.optimizer is a copy of optimizer, made when the "
+                        "file was loaded: the Runner builds its optimizer from that copy")
+    for field, want in (("max_iters", 4000), ("val_interval", 1000)):
+        if cfg.train_cfg.get(field) != want:
+            problems.append(f"`train_cfg.{field}` is {cfg.train_cfg.get(field)!r}, not what "
+                            "task 3 asks for")
+    if _plain(cfg.get("param_scheduler")) != _plain(base_config().param_scheduler):
+        problems.append("`param_scheduler` changed: leave it as shipped (task 4 is about it)")
+    hooks = cfg.get("default_hooks", {})
+    try:
+        logger = HOOKS.build(copy.deepcopy(dict(hooks["logger"])))
+        ckpt = HOOKS.build(copy.deepcopy(dict(hooks["checkpoint"])))
+    except Exception as exc:
+        return problems + [f"mmengine cannot build default_hooks' logger or checkpoint: "
+                           f"{type(exc).__name__}: {exc}"]
+    if logger.interval != 500:
+        problems.append(f"`default_hooks.logger.interval` is {logger.interval!r}, not what "
+                        "task 3 asks for")
+    for field, got, want in (("interval", ckpt.interval, 1000),
+                             ("max_keep_ckpts", ckpt.max_keep_ckpts, 1),
+                             ("save_best", ckpt.save_best, ["mIoU"]),
+                             ("rule", getattr(ckpt, "rules", None), ["greater"])):
+        if got != want:
+            problems.append(f"the checkpoint hook's {field} is {got!r} (default_hooks."
+                            f"checkpoint.{field}), not what task 3 asks for")
+    if _plain(cfg.get("randomness")) != {"seed": 0}:
+        problems.append(f"`randomness` is {_plain(cfg.get('randomness'))!r}, not a seed of 0")
+    if not _same_path(cfg.get("work_dir"), work_dir):
+        problems.append(_path_note("work_dir", cfg.get("work_dir")).replace(
+            "the folder the task names", "WORK_DIR"))
+    load_from = cfg.get("load_from")
+    if pretrained is None:
+        if load_from is not None:
+            problems.append(f"`load_from` is {load_from!r}, but `pretrained` is None: nothing "
+                            "to load")
+    elif isinstance(load_from, os.PathLike):
+        problems.append(f"`load_from` is a {type(load_from).__name__}: use str(...)")
+    elif not (isinstance(load_from, str) and Path(load_from).is_file()
+              and Path(load_from).samefile(pretrained)):
+        problems.append(f"`load_from` is {load_from!r}, not the Cityscapes checkpoint "
+                        "`pretrained`")
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# Task 4: the learning rate after the last iteration
+
+
+def _stepped_poly_lr(cfg: Any) -> float:
+    """mmengine's PolyLR (the config's only scheduler), stepped max_iters times on a dummy
+    optimizer: the library computes it."""
     import torch
     from mmengine.optim.scheduler import PolyLR
 
-    lr = cfg.optim_wrapper.optimizer.lr
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-    schedulers = []
-    for sched in cfg.param_scheduler:
-        if sched.get("type") != "PolyLR":
-            raise ValueError(f"this check knows PolyLR only, not {sched.get('type')}")
-        schedulers.append(PolyLR(optimizer, **{k: v for k, v in sched.items() if k != "type"}))
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)],
+                                lr=cfg.optim_wrapper.optimizer.lr)
+    (sched,) = cfg.param_scheduler
+    poly = PolyLR(optimizer, **{k: v for k, v in sched.items() if k != "type"})
     for _ in range(cfg.train_cfg.max_iters):
         optimizer.step()
-        for scheduler in schedulers:
-            scheduler.step()
+        poly.step()
     return float(optimizer.param_groups[0]["lr"])
 
 
-def _schedules(voc_root: str | os.PathLike, work_dir: str | os.PathLike) -> dict[str, Any]:
-    """Configs whose last lr tells the mistakes apart: the seed's quirk (PolyLR ends at 80,000),
-    a schedule that ends with the run, one that ends before it, another lr and length."""
-    import warnings
-
-    from helpers.config import build_config
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        short = build_config("smoke", voc_root, work_dir, **{"train_cfg.max_iters": 300})
-        short.param_scheduler[0].update(end=120, power=2.0, eta_min=3e-4)
-        return {
-            "the seed config": reference_config(voc_root, work_dir),
-            "the smoke config (its PolyLR ends with the run)":
-                build_config("smoke", voc_root, work_dir),
-            "a config whose PolyLR ends before the run": short,
-            "a seed config with another lr and length": build_config(
-                "seed", voc_root, work_dir, load_from=None,
-                **{"optim_wrapper.optimizer.lr": 0.02, "optimizer.lr": 0.02,
-                   "train_cfg.max_iters": 1500}),
-        }
+def _number(value: Any) -> float | None:
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    return float(value) if type(value) in (int, float) else None
 
 
-def final_lr_verifier(voc_root: str | os.PathLike, work_dir: str | os.PathLike
-                      ) -> Callable[[Callable], list[str]]:
-    """Verify for `final_lr(cfg)`: mmengine's PolyLR, stepped, on four schedules."""
+def verify_final_lr(final_lr: Callable) -> list[str]:
+    """`final_lr` on the seed's schedule (the shipped file with lr 0.01/8 and 4,000 iterations)
+    against mmengine's PolyLR stepped on a dummy optimizer, to 1e-9 relative; and past the
+    schedule's end it must give eta_min."""
+    seed = base_config()
+    seed.optimizer.lr = seed.optim_wrapper.optimizer.lr = 0.01 / 8
+    seed.train_cfg.max_iters = 4000
+    got = _number(answered(final_lr(copy.deepcopy(seed)), "final_lr"))
+    if got is None:
+        return ["final_lr returned something that is not a number"]
+    problems = []
+    if not math.isclose(got, _stepped_poly_lr(seed), rel_tol=1e-9, abs_tol=0.0):
+        problems.append(f"for the seed's schedule (4,000 of PolyLR's 80,000 iterations) "
+                        f"final_lr gives {got!r}: not the lr that mmengine's PolyLR reaches "
+                        "(to 1e-9 relative); look at the T that mmengine divides by")
+    past = copy.deepcopy(seed)
+    past.train_cfg.max_iters = seed.param_scheduler[0].end + 5000
+    late = _number(final_lr(copy.deepcopy(past)))
+    if late is None or not math.isclose(late, seed.param_scheduler[0].eta_min, rel_tol=1e-9,
+                                        abs_tol=1e-15):
+        problems.append(f"with max_iters past the schedule's end final_lr gives {late!r}: "
+                        "PolyLR stops there and stays at its eta_min")
+    return problems
 
-    def verify(final_lr: Callable) -> list[str]:
-        problems = []
-        for where, cfg in _schedules(voc_root, work_dir).items():
-            got = answered(final_lr(copy.deepcopy(cfg)), "final_lr")
-            try:  # a numpy or torch scalar is fine, a str or a bool is not
-                got = float(got) if not isinstance(got, str | bytes | bool) else None
-            except (TypeError, ValueError):
-                got = None
-            if got is None:
-                return ["final_lr returned something that is not a number"]
-            if not math.isclose(got, final_lr_reference(cfg), rel_tol=1e-6, abs_tol=1e-12):
-                problems.append(f"for {where} final_lr gives {got:.6g}: not the lr that PolyLR "
-                                "reaches after train_cfg.max_iters iterations")
-        return problems
 
-    return verify
+#: The tasks of notebook 02 and their hints (an API or a concept, never the code).
+TASKS = {
+    "model_edits": Task(verify_model_edits,
+                        hint="cfg.model.<part>.norm_cfg and cfg.model.<head>.num_classes are "
+                             "plain dict fields; the class names are in "
+                             "PascalVOCDataset.METAINFO"),
+    "data_edits": Task(verify_data_edits,
+                       hint="after Config.fromfile every copy is separate: set the pipelines "
+                            "inside the data loaders' `dataset` too, and the crop in both "
+                            "data_preprocessor dicts; mmseg's PascalVOCDataset docs name "
+                            "data_prefix and ann_file"),
+    "schedule_edits": Task(verify_schedule_edits,
+                           hint="the loop's length is in train_cfg, logging and checkpoints are "
+                                "hooks in default_hooks (mmengine's CheckpointHook docs), and "
+                                "optim_wrapper.optimizer is a copy of optimizer"),
+    "final_lr": Task(verify_final_lr,
+                     hint="read mmengine's PolyParamScheduler (total_iters, and the steps it "
+                          "takes between begin and end); t stops where the schedule ends; "
+                          "eta_min is added back"),
+}

@@ -55,12 +55,14 @@ cfg.randomness = dict(seed=0)
 cfg.work_dir = WORK_DIR
 cfg.load_from = str(pretrained) if pretrained else None
 ''',
-    # assumes the schedule ends with the run: t / max_iters, the seed's quirk missed
+    # divides by T = end - begin: mmengine's PolyLR divides by end - begin - 1 (its total_iters),
+    # so the lr is off by a little mid-schedule and is not eta_min at the schedule's last step
     "final_lr": '''
 def final_lr(cfg):
     poly = cfg.param_scheduler[0]
-    t = cfg.train_cfg.max_iters
+    total = poly.end - poly.begin
+    t = min(cfg.train_cfg.max_iters - poly.begin, total)
     lr0 = cfg.optim_wrapper.optimizer.lr
-    return (lr0 - poly.eta_min) * (1 - t / cfg.train_cfg.max_iters) ** poly.power + poly.eta_min
+    return (lr0 - poly.eta_min) * (1 - t / total) ** poly.power + poly.eta_min
 ''',
 }
