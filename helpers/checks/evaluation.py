@@ -1,28 +1,27 @@
-"""Checks of notebook 04's tasks: IoU from a confusion matrix, the most-confused pair, an overlay.
+"""Checks of notebook 04's tasks: a blend drawn over an image, IoU from a confusion matrix, the
+most-confused pair.
 
 Each ``verify_*`` takes the student's function and returns the problems found (see
-`helpers.checks.check`); each ``*_reference`` is what the lesson continues with when the answer
-is missing or wrong. The truths come from elsewhere than the solutions: mmseg's ``IoUMetric``
-on the masks the matrices are counted from, a plain loop over matrix entries, and the course's
-overlay rule (``helpers.palette.overlay``, held against mmseg's ``SegLocalVisualizer`` by
-tests/test_palette.py).
+`helpers.checks.check`), registered in :data:`TASKS`. The truths come from elsewhere than the
+solutions: mmseg's ``SegLocalVisualizer`` draws the blends, mmseg's ``IoUMetric`` scores the masks
+each confusion matrix counts, and the most-confused pairs of a few small matrices are written here
+as data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
-from helpers.checks import answered
+from helpers.checks import Task, answered
 
 __all__ = [
     "BLEND_TOLERANCE",
-    "blend_reference",
+    "CONFUSED_PAIRS",
+    "TASKS",
     "confusion_cases",
-    "iou_reference",
     "mmseg_iou",
-    "most_confused_reference",
     "verify_blend",
     "verify_iou_per_class",
     "verify_most_confused",
@@ -32,6 +31,57 @@ BLEND_TOLERANCE = 1
 """Largest accepted difference per uint8 channel from mmseg's blend (rounding instead of
 truncating is fine)."""
 
+
+# --- Task 1: blend --------------------------------------------------------------------------
+
+def _blend_inputs(seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+    rng = np.random.default_rng(seed)
+    palette = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(21)]
+    image = rng.integers(0, 256, (31, 47, 3), dtype=np.uint8)
+    mask = rng.integers(0, 21, (31, 47)).astype(np.uint8)
+    return image, mask, palette
+
+
+def verify_blend(blend: Callable) -> list[str]:
+    """``blend(image, mask, palette, opacity)`` against what mmseg's ``SegLocalVisualizer`` draws
+    for the same prediction (without labels), at several opacities."""
+    import torch
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    from mmseg.visualization import SegLocalVisualizer
+
+    for seed, opacity in ((0, 0.3), (1, 0.8), (2, 1.0), (3, 0.5)):
+        image, mask, palette = _blend_inputs(seed)
+        given = image.copy()
+        got = np.asarray(answered(blend(given, mask, palette, opacity)))
+        where = f"at opacity {opacity}"
+        if not np.array_equal(given, image):
+            return [f"{where} your function changed the image it was given: return a new array"]
+        if got.shape != image.shape:
+            return [f"{where} it returned shape {got.shape}, not the image's {image.shape}"]
+        if got.dtype != np.uint8:
+            return [f"{where} it returned {got.dtype}: an image here is uint8 (convert after "
+                    "blending, not before: uint8 sums overflow)"]
+        sample = SegDataSample(pred_sem_seg=PixelData(data=torch.from_numpy(
+            mask[None].astype(np.int64))))
+        drawn = {}
+        for alpha in (opacity, 1 - opacity):  # mmseg's drawing, and with the weights swapped
+            vis = SegLocalVisualizer(name=f"check_blend_{seed}_{alpha}", alpha=alpha)
+            vis.dataset_meta = dict(classes=[f"class {c}" for c in range(len(palette))],
+                                    palette=palette)
+            vis.add_datasample("check", image, sample, draw_gt=False, with_labels=False)
+            drawn[alpha] = vis.get_image().astype(int)
+        err = np.abs(got.astype(int) - drawn[opacity])
+        if err.max() > BLEND_TOLERANCE:
+            if np.abs(got.astype(int) - drawn[1 - opacity]).max() <= BLEND_TOLERANCE:
+                return [f"{where} the image and the colours have each other's weights: opacity "
+                        "is the weight of the mask's colour"]
+            return [f"{where} {int((err.max(axis=2) > BLEND_TOLERANCE).sum())} of {mask.size} "
+                    f"pixels are off by more than {BLEND_TOLERANCE} (up to {int(err.max())})"]
+    return []
+
+
+# --- Task 2: iou_per_class ------------------------------------------------------------------
 
 def _masks(num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(ground truth, prediction) of 40x50 pixels with void (255), one class only predicted,
@@ -63,20 +113,14 @@ def confusion_cases() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
 
 
 def mmseg_iou(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-class IoU in percent as mmseg's ``IoUMetric`` computes it (NaN: class nowhere)."""
+    """Per-class IoU in percent that mmseg's ``IoUMetric`` computes from a ground-truth mask and a
+    predicted mask (void 255 ignored; NaN: a class neither true nor predicted)."""
     import torch
     from mmseg.evaluation import IoUMetric
 
     areas = IoUMetric.intersect_and_union(torch.from_numpy(pred.astype(np.int64)),
                                           torch.from_numpy(gt.astype(np.int64)), num_classes, 255)
     return 100 * IoUMetric.total_area_to_metrics(*areas, ["mIoU"])["IoU"].astype(float)
-
-
-def iou_reference(cm: np.ndarray) -> np.ndarray:
-    """The course's IoU from a confusion matrix (``helpers.evaluate.iou_from_confusion``)."""
-    from helpers.evaluate import iou_from_confusion
-
-    return iou_from_confusion(cm)
 
 
 def verify_iou_per_class(iou_per_class: Callable) -> list[str]:
@@ -115,43 +159,39 @@ def verify_iou_per_class(iou_per_class: Callable) -> list[str]:
     return problems
 
 
-def most_confused_reference(cm: np.ndarray) -> tuple[int, int]:
-    """(true class, predicted class) of the largest off-diagonal count (the first in row order
-    on a tie)."""
-    off = np.asarray(cm, dtype=float).copy()
-    np.fill_diagonal(off, -np.inf)
-    i, j = np.unravel_index(int(np.argmax(off)), off.shape)
-    return int(i), int(j)
+# --- Task 3: most_confused ------------------------------------------------------------------
 
-
-def _brute_force_pair(cm: np.ndarray) -> tuple[int, int]:
-    best, pair = -1, (0, 0)
-    for i in range(len(cm)):
-        for j in range(len(cm)):
-            if i != j and cm[i, j] > best:
-                best, pair = cm[i, j], (i, j)
-    return pair
-
-
-def _confusion_tricks() -> list[tuple[str, np.ndarray]]:
-    """Matrices where a diagonal entry is the largest, the transpose's answer differs, and the
-    largest row or column sum is elsewhere."""
-    rng = np.random.default_rng(4)
-    a = rng.integers(0, 50, (6, 6))
-    np.fill_diagonal(a, 500)
-    a[1, 4], a[4, 1] = 90, 60  # (1, 4), not its transpose
-    a[5, :] += 40  # class 5 has the largest row sum of errors, but no single largest cell
-    a[5, 0] = 80
-    b = rng.integers(0, 9, (3, 3))
-    np.fill_diagonal(b, 0)
-    b[2, 0] = 30
-    b[1, 1] = 100
-    return [("a 6-class matrix", a), ("a 3-class matrix", b)]
+#: Small confusion matrices (rows: true class, columns: predicted class) and their most-confused
+#: pair, worked out by hand: in each a diagonal entry is the largest, the transposed pair holds
+#: less, and the row with the most errors is not the answer's row; the last one has a four-way
+#: tie, where the first entry in row order counts.
+CONFUSED_PAIRS: tuple[tuple[str, tuple[tuple[int, ...], ...], tuple[int, int]], ...] = (
+    ("a 4-class matrix", ((500, 12, 3, 40),
+                          (7, 420, 31, 2),
+                          (30, 25, 380, 9),
+                          (55, 1, 0, 610)), (3, 0)),
+    ("a 6-class matrix", ((900, 20, 20, 20, 20, 20),
+                          (3, 700, 4, 90, 0, 1),
+                          (5, 8, 650, 2, 60, 11),
+                          (0, 70, 6, 820, 5, 9),
+                          (44, 2, 1, 3, 300, 0),
+                          (12, 9, 85, 7, 4, 510)), (1, 3)),
+    ("a 3-class matrix", ((0, 4, 30),
+                          (9, 100, 6),
+                          (12, 25, 0)), (0, 2)),
+    ("a 5-class matrix with a tie", ((200, 8, 0, 17, 3),
+                                     (1, 150, 17, 0, 2),
+                                     (17, 4, 90, 6, 0),
+                                     (5, 0, 9, 300, 16),
+                                     (2, 17, 0, 4, 80)), (0, 3)),
+)
 
 
 def verify_most_confused(most_confused: Callable) -> list[str]:
-    """``most_confused(cm)`` -> (true class, predicted class) of the largest off-diagonal count."""
-    for name, cm in [(n, c) for n, c, _, _ in confusion_cases()] + _confusion_tricks():
+    """``most_confused(cm)`` -> (true class, predicted class) of the largest off-diagonal count,
+    on the matrices of :data:`CONFUSED_PAIRS`."""
+    for name, rows, want in CONFUSED_PAIRS:
+        cm = np.array(rows, dtype=np.int64)
         before = cm.copy()
         got = answered(most_confused(cm))
         if not np.array_equal(cm, before):
@@ -161,7 +201,6 @@ def verify_most_confused(most_confused: Callable) -> list[str]:
             i, j = (int(v) for v in got)
         except (TypeError, ValueError):
             return [f"for {name} it returned {got!r}, not a pair (true class, predicted class)"]
-        want = _brute_force_pair(cm)
         if (i, j) == want:
             continue
         if i == j:
@@ -170,46 +209,27 @@ def verify_most_confused(most_confused: Callable) -> list[str]:
         if (j, i) == want:
             return [f"for {name} the pair is reversed: rows are the true class, columns the "
                     "predicted class"]
+        if not 0 <= i < len(cm) or not 0 <= j < len(cm):
+            return [f"for {name} it returned ({i}, {j}), which is not an entry of a "
+                    f"{len(cm)}x{len(cm)} matrix"]
+        if cm[i, j] == cm[want]:
+            return [f"for {name} several entries tie with ({i}, {j}): return the first in row "
+                    "order, as np.argmax does"]
         return [f"for {name} it returned ({i}, {j}), which holds {cm[i, j]} pixels; another "
                 "off-diagonal entry holds more"]
     return []
 
 
-def blend_reference(image: np.ndarray, mask: np.ndarray, palette: Sequence, opacity: float
-                    ) -> np.ndarray:
-    """The course's overlay rule (``helpers.palette.overlay``), mmseg's blend."""
-    from helpers.palette import overlay
-
-    return overlay(image, mask, opacity, palette)
-
-
-def _blend_inputs(seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
-    rng = np.random.default_rng(seed)
-    palette = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(21)]
-    image = rng.integers(0, 256, (31, 47, 3), dtype=np.uint8)
-    mask = rng.integers(0, 21, (31, 47)).astype(np.uint8)
-    return image, mask, palette
-
-
-def verify_blend(blend: Callable) -> list[str]:
-    """``blend(image, mask, palette, opacity)`` against mmseg's rule at several opacities."""
-    for seed, opacity in ((0, 0.3), (1, 0.8), (2, 1.0), (3, 0.5)):
-        image, mask, palette = _blend_inputs(seed)
-        got = answered(blend(image.copy(), mask, palette, opacity))
-        got = np.asarray(got)
-        where = f"at opacity {opacity}"
-        if got.shape != image.shape:
-            return [f"{where} it returned shape {got.shape}, not the image's {image.shape}"]
-        if got.dtype != np.uint8:
-            return [f"{where} it returned {got.dtype}: an image here is uint8 (convert after "
-                    "blending, not before: uint8 sums overflow)"]
-        want = blend_reference(image, mask, palette, opacity).astype(int)
-        err = np.abs(got.astype(int) - want)
-        if err.max() > BLEND_TOLERANCE:
-            swapped = blend_reference(image, mask, palette, 1 - opacity).astype(int)
-            if np.abs(got.astype(int) - swapped).max() <= BLEND_TOLERANCE:
-                return [f"{where} the image and the colours have each other's weights: opacity "
-                        "is the weight of the mask's colour"]
-            return [f"{where} {int((err.max(axis=2) > BLEND_TOLERANCE).sum())} of {mask.size} "
-                    f"pixels are off by more than {BLEND_TOLERANCE} (up to {int(err.max())})"]
-    return []
+#: The tasks of notebook 04 and their hints (an API or a concept, never the code).
+TASKS = {
+    "blend": Task(verify_blend, hint="numpy fancy indexing: an array indexed with an integer "
+                                     "array; blend in floating point and convert to uint8 at "
+                                     "the end (astype truncates)"),
+    "iou_per_class": Task(verify_iou_per_class,
+                          hint="a class's TP is its diagonal entry, TP + FN its row, TP + FP its "
+                               "column; numpy's sums along an axis; 0 / 0 is NaN "
+                               "(np.errstate silences the warning)"),
+    "most_confused": Task(verify_most_confused,
+                          hint="the diagonal holds right answers: leave it out of a copy; "
+                               "np.argmax on a 2-D array, np.unravel_index"),
+}
