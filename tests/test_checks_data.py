@@ -1,6 +1,7 @@
 """The checks of notebook 01's tasks (helpers.checks.data) on the demo dataset and mmseg itself:
 blank is unanswered, the solution is correct, plausible mistakes are wrong with a message that
-names the problem and does not give the expected value away."""
+names the problem and does not give the expected value away. The solutions live in the tests
+only: the checks module ships no answer key."""
 
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ from mmseg.registry import DATASETS
 from PIL import Image
 
 from helpers import voc
+from helpers.checks import Task, check, data, evaluate
 from helpers.config import build_config
-from helpers.checks import data, evaluate
 
 META = dict(classes=PascalVOCDataset.METAINFO["classes"],
             palette=PascalVOCDataset.METAINFO["palette"])
 PREFIX = dict(img_path="JPEGImages", seg_map_path="SegmentationClass")
 
 
-def _wrong(answer, verify, *expected: str) -> list[str]:
-    status, problems = evaluate(answer, verify)
+def _wrong(answer, verify, *expected: str, **context) -> list[str]:
+    status, problems = evaluate(answer, verify, **context)
     assert status == "wrong", (status, problems)
     text = " ".join(problems)
     assert all(e in text for e in expected), problems
@@ -38,10 +39,21 @@ def read_class_ids(path):
         return np.array(img)
 
 
-def test_read_class_ids_blank_right_and_the_reference():
+def test_read_class_ids_blank_and_right():
     assert evaluate(lambda path: None, data.verify_read_class_ids) == ("unanswered", [])
     assert evaluate(read_class_ids, data.verify_read_class_ids) == ("correct", [])
-    assert evaluate(data.read_class_ids_reference, data.verify_read_class_ids)[0] == "correct"
+    assert evaluate(voc.read_mask, data.verify_read_class_ids) == ("correct", [])
+
+
+def test_the_masks_hold_what_their_data_says(tmp_path):
+    """MASK_COUNTS, written as data, is what the masks hold, also once written and read back."""
+    masks = list(data.check_masks().values())
+    for mask, counts in zip(masks, data.MASK_COUNTS, strict=True):
+        ids, n = np.unique(mask, return_counts=True)
+        assert dict(zip(ids.tolist(), n.tolist(), strict=True)) == counts
+        voc.save_mask(mask, tmp_path / "m.png")
+        assert np.array_equal(read_class_ids(tmp_path / "m.png"), mask)
+    assert set(data.MASK_COUNTS[0]) == {*range(21), 255}
 
 
 def test_read_class_ids_catches_colour_reads():
@@ -98,19 +110,21 @@ def _cfg(root, **changes) -> dict:
 
 
 def test_dataset_blank_right_and_registered_twice(demo_root):
-    verify = data.dataset_cfg_verifier(demo_root, "train")
-    assert evaluate(None, verify) == ("unanswered", [])
-    assert evaluate(_cfg(demo_root), verify) == ("correct", [])
+    verify = data.verify_voc_dataset
+    assert evaluate(None, verify, voc_root=demo_root) == ("unanswered", [])
+    assert evaluate(_cfg(demo_root), verify, voc_root=demo_root) == ("correct", [])
     # the notebook's cell runs again: force=True replaces the class under the same name
     DATASETS.register_module(name="CourseDataset", force=True,
                              module=type("CourseDataset", (CourseDataset,), {}))
-    assert evaluate(_cfg(demo_root), verify) == ("correct", [])
+    assert evaluate(_cfg(demo_root), verify, voc_root=demo_root) == ("correct", [])
     with pytest.raises(KeyError, match="already registered"):
         DATASETS.register_module(name="CourseDataset", module=CourseDataset)
 
 
 def test_dataset_mistakes_are_named_without_the_answer(demo_root):
-    verify = data.dataset_cfg_verifier(demo_root, "train")
+    def verify(cfg):
+        return data.verify_voc_dataset(cfg, voc_root=demo_root)
+
     n_train = str(len(voc.split_ids(demo_root, "train")))
     for problems in (
         _wrong(_cfg(demo_root, ann_file=None), verify, "more samples", "ann_file"),
@@ -126,16 +140,16 @@ def test_dataset_mistakes_are_named_without_the_answer(demo_root):
     ):
         assert n_train not in " ".join(problems).replace("demo_0000", "")
     _wrong(_cfg(demo_root, type="NotRegisteredDataset"), verify, "no dataset named",
-           "DATASETS registry", "register_module(force=True)")
+           "DATASETS registry", "running its cell twice")
     _wrong(_cfg(demo_root, type="PascalVOCDataset"), verify, "write your own class")
     _wrong(_cfg(demo_root, reduce_zero_label=True), verify, "reduce_zero_label=False")
     _wrong([_cfg(demo_root)], verify, "must be a dict")
 
 
-def test_dataset_reference_is_mmseg_own(demo_root):
-    ref = data.dataset_cfg_reference(demo_root, "val")
-    assert ref["type"] == "PascalVOCDataset"
-    assert len(DATASETS.build(ref)) == len(voc.split_ids(demo_root, "val"))
+def test_dataset_check_takes_its_split_from_the_context(demo_root):
+    cfg = _cfg(demo_root, ann_file="ImageSets/Segmentation/val.txt")
+    assert evaluate(cfg, data.verify_voc_dataset, voc_root=demo_root, split="val") == \
+        ("correct", [])
 
 
 # ---------------------------------------------------------------- Task 3: pixel counts
@@ -151,14 +165,16 @@ def class_pixel_counts(paths):
     return counts
 
 
-def test_pixel_counts_blank_right_and_the_reference(demo_root):
+def test_pixel_counts_blank_and_right(demo_root):
+    from collections import Counter
+
     assert evaluate(lambda paths: None, data.verify_class_pixel_counts) == ("unanswered", [])
     assert evaluate(class_pixel_counts, data.verify_class_pixel_counts) == ("correct", [])
-    assert evaluate(data.class_pixel_counts_reference, data.verify_class_pixel_counts)[0] == \
-        "correct"
+    assert evaluate(lambda paths: Counter(class_pixel_counts(paths)),
+                    data.verify_class_pixel_counts) == ("correct", [])
     paths = [demo_root / voc.MASK_DIR / f"{i}.png" for i in voc.split_ids(demo_root, "val")]
-    counts = data.class_pixel_counts_reference(paths)
-    assert counts == class_pixel_counts(paths) and list(counts)[-1] == "void"
+    counts = class_pixel_counts(paths)
+    assert list(counts)[-1] == "void"
     assert sum(counts.values()) == sum(voc.read_mask(p).size for p in paths)
 
 
@@ -188,7 +204,7 @@ def test_pixel_count_mistakes(demo_root):
            "add up to fewer pixels")
     _wrong(lambda paths: list(class_pixel_counts(paths).values()),
            data.verify_class_pixel_counts, "not a dict")
-    masks = data._test_masks().values()  # noqa: SLF001 - the verify's own test masks
+    masks = data.check_masks().values()  # the verify's own masks
     _, true_counts = np.unique(np.concatenate([m.ravel() for m in masks]), return_counts=True)
     numbers = set(re.findall(r"\d+", " ".join(problems)))
     assert numbers.isdisjoint(str(n) for n in true_counts), numbers  # no true count given away
@@ -200,19 +216,23 @@ def test_pixel_count_mistakes(demo_root):
 @pytest.fixture(scope="module")
 def seed(demo_root, tmp_path_factory):
     cfg = build_config("seed", demo_root, tmp_path_factory.mktemp("seed"), load_from=None)
-    verify = data.padded_pipeline_verifier(cfg.train_pipeline, cfg.crop_size,
-                                           voc.voc_dataset(demo_root, "train"))
+    context = dict(base=cfg.train_pipeline, crop=cfg.crop_size,
+                   dataset=voc.voc_dataset(demo_root, "train"))
+
+    def verify(pipeline):
+        return data.verify_padded_pipeline(pipeline, **context)
+
     return cfg, verify
 
 
-def test_padded_pipeline_blank_right_and_the_reference(seed):
+def test_padded_pipeline_blank_and_right(seed):
     cfg, verify = seed
     *augment, pack = cfg.train_pipeline
     assert evaluate(None, verify) == ("unanswered", [])
     assert evaluate([*augment, dict(type="Pad", size=cfg.crop_size), pack], verify) == \
         ("correct", [])
-    reference = data.padded_pipeline_reference(cfg.train_pipeline, cfg.crop_size)
-    assert evaluate(reference, verify) == ("correct", [])
+    explicit = dict(type="Pad", size=tuple(cfg.crop_size), pad_val=dict(img=0, seg=255))
+    assert evaluate([*augment, explicit, pack], verify) == ("correct", [])
     assert [t["type"] for t in cfg.train_pipeline] == [t["type"] for t in augment + [pack]]
 
 
@@ -228,3 +248,31 @@ def test_padded_pipeline_mistakes(seed):
     _wrong([*augment[:2], dict(type="Resize", scale=cfg.crop_size, keep_ratio=False), pack],
            verify, "missing, changed or out of order", "RandomResize")
     _wrong([*augment, dict(type="NoSuchPad"), pack], verify, "TRANSFORMS.build failed")
+
+
+# ---------------------------------------------------------------- the notebook's calls
+
+
+def test_every_task_is_registered_with_a_hint_that_names_no_code():
+    assert set(data.TASKS) == {"read_class_ids", "voc_dataset", "class_pixel_counts",
+                               "padded_pipeline"}
+    for task_id, task in data.TASKS.items():
+        assert isinstance(task, Task)
+        assert task.hint and not re.search(r"\w\(", task.hint), (task_id, task.hint)
+
+
+def test_the_checks_ship_no_answer_key():
+    """Nothing in the module returns a task's answer: no reference functions, no fallbacks."""
+    assert not [n for n in vars(data) if "reference" in n or n.endswith("_verifier")]
+
+
+def test_check_finds_each_task_by_its_id(demo_root, capsys, monkeypatch):
+    monkeypatch.delenv("COURSE_CHECKS", raising=False)
+    assert check("read_class_ids", read_class_ids) is read_class_ids
+    assert check("read_class_ids", lambda p: None) is None
+    assert "not answered yet" in capsys.readouterr().out
+    assert check("class_pixel_counts", lambda paths: {}) is None
+    out = capsys.readouterr().out
+    assert "✗" in out and "Hint: numpy's bincount" in out
+    cfg = _cfg(demo_root)
+    assert check("voc_dataset", cfg, voc_root=demo_root) is cfg

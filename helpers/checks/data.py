@@ -1,11 +1,12 @@
 """Checks of notebook 01's tasks: read a mask's class ids, a dataset class of one's own, count
 pixels per class, pad the training crops.
 
-Each ``verify_*`` (or the verify that a ``*_verifier`` returns) takes the student's answer and
-returns the problems found (see `helpers.checks.check`); each ``*_reference`` is what the lesson
-continues with when the answer is missing or wrong. The truths are made here in other ways than
-the notebook's solutions: masks written from arrays held in memory, mmseg's own
-`PascalVOCDataset`, a constant image whose padding can be told apart from its content.
+Each ``verify_*`` takes the student's answer (and the task's context) and returns the problems
+found (see `helpers.checks.check`), registered in :data:`TASKS`. The truths are not computed the
+way the tasks ask: three small masks are written from id arrays built here, and what they hold
+(:data:`MASK_COUNTS`) is written below as data; a dataset is compared with mmseg's own
+`PascalVOCDataset`; a padded pipeline runs on a constant image whose padding can be told apart
+from its content.
 """
 
 from __future__ import annotations
@@ -20,22 +21,27 @@ from pathlib import Path
 import numpy as np
 
 from helpers import voc
-from helpers.checks import answered
+from helpers.checks import Task, answered
 
 __all__ = [
-    "read_class_ids_reference",
+    "MASK_COUNTS",
+    "check_masks",
     "verify_read_class_ids",
-    "dataset_cfg_reference",
-    "dataset_cfg_verifier",
-    "class_pixel_counts_reference",
+    "verify_voc_dataset",
     "verify_class_pixel_counts",
-    "padded_pipeline_reference",
-    "padded_pipeline_verifier",
+    "verify_padded_pipeline",
+    "TASKS",
 ]
 
 VOID = 255
-read_class_ids_reference = voc.read_mask
-"""The course's mask reader (a palette PNG read with PIL), the lesson's fallback for task 1."""
+
+#: What the three masks of :func:`check_masks` hold: class id → number of pixels, per mask.
+MASK_COUNTS = (
+    {0: 69, 1: 49, 2: 61, 3: 68, 4: 56, 5: 73, 6: 50, 7: 62, 8: 53, 9: 59, 10: 69, 11: 57,
+     12: 61, 13: 44, 14: 61, 15: 57, 16: 44, 17: 69, 18: 68, 19: 60, 20: 75, 255: 55},
+    {0: 2180, 8: 816, 255: 76},
+    {0: 630, 1: 210, 5: 140, 15: 420, 20: 210, 255: 140},
+)
 
 
 def _voc_names() -> list[str]:
@@ -44,14 +50,17 @@ def _voc_names() -> list[str]:
     return [*PascalVOCDataset.METAINFO["classes"], "void"]
 
 
-def _test_masks() -> dict[str, np.ndarray]:
-    """Masks whose ids are known without reading any file: every id once, a cat alone, a mix."""
-    rng = np.random.default_rng(2010)
-    every = rng.permutation(np.repeat(np.r_[0:21, VOID].astype(np.uint8), 60)).reshape(33, 40)
+def check_masks() -> dict[str, np.ndarray]:
+    """The checks' masks, made from id patterns (no file read): every id, a cat alone, a mix."""
+    ids = np.r_[0:21, VOID].astype(np.uint8)
+    k = np.arange(33 * 40)
+    every = ids[(k + k * k // 97) % 22].reshape(33, 40)
     cat = np.zeros((48, 64), np.uint8)  # cat is id 8, displayed (64, 0, 0): no channel is 128
     cat[10:34, 16:50], cat[8:10, 14:52] = 8, VOID
-    mix = rng.choice(np.array([0, 0, 0, 1, 5, 15, 15, 20, VOID], np.uint8), size=(70, 25))
-    return {"a mask with every id": every, "a mask with only a cat": cat, "a third mask": mix}
+    k = np.arange(70 * 25)
+    mix = np.array([0, 0, 0, 1, 5, 15, 15, 20, VOID], np.uint8)[(5 * k + k // 25) % 9]
+    return {"a mask with every id": every, "a mask with only a cat": cat,
+            "a third mask": mix.reshape(70, 25)}
 
 
 def _write_masks(folder: str, masks: dict[str, np.ndarray]) -> list[Path]:
@@ -61,11 +70,14 @@ def _write_masks(folder: str, masks: dict[str, np.ndarray]) -> list[Path]:
     return paths
 
 
+# ------------------------------------------------------------------------ Task 1: read_class_ids
+
+
 def verify_read_class_ids(read_class_ids: Callable) -> list[str]:
     """`read_class_ids(path)` on palette PNGs written from known id arrays (str and Path)."""
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        masks = _test_masks()
+        masks = check_masks()
         for k, (path, (what, want)) in enumerate(zip(_write_masks(tmp, masks), masks.items(),
                                                      strict=True)):
             got = answered(read_class_ids(str(path) if k % 2 else path))
@@ -91,12 +103,11 @@ def verify_read_class_ids(read_class_ids: Callable) -> list[str]:
     return problems
 
 
-def dataset_cfg_reference(voc_root: str | os.PathLike, split: str = "train") -> dict:
-    """The config dict of mmseg's own `PascalVOCDataset` for one split (the lesson's fallback)."""
-    return voc.dataset_cfg(voc_root, split)
+# ------------------------------------------------------------------------ Task 2: voc_dataset
 
 
 def _pascal_voc(voc_root: str | os.PathLike, split: str):
+    """mmseg's own dataset class on one split: what the student's class must equal."""
     from mmseg.datasets import PascalVOCDataset
 
     return PascalVOCDataset(data_root=str(voc_root), ann_file=f"ImageSets/Segmentation/{split}.txt",
@@ -113,7 +124,7 @@ def _compare_datasets(ds, ref, split: str) -> list[str]:
     problems = []
     if tuple(ds.metainfo.get("classes") or ()) != tuple(ref.metainfo["classes"]):
         problems.append("its metainfo 'classes' are not PascalVOCDataset's (the names, in id "
-                        "order: set METAINFO = dict(classes=..., palette=...) on the class)")
+                        "order, belong in the class's METAINFO)")
     if [list(c) for c in ds.metainfo.get("palette") or []] != \
             [list(c) for c in ref.metainfo["palette"]]:
         problems.append("its metainfo 'palette' is not PascalVOCDataset's (without one, mmseg "
@@ -140,59 +151,51 @@ def _compare_datasets(ds, ref, split: str) -> list[str]:
     return problems
 
 
-def dataset_cfg_verifier(voc_root: str | os.PathLike, split: str = "train"
-                         ) -> Callable[[dict], list[str]]:
-    """Verify for a dataset config dict: a class of one's own in mmseg's DATASETS registry, built
-    with `DATASETS.build`, equal to `PascalVOCDataset` on `split` and on another split."""
+def verify_voc_dataset(cfg: dict, voc_root: str | os.PathLike, split: str = "train"
+                       ) -> list[str]:
+    """A dataset config dict: a class of one's own in mmseg's DATASETS registry, built with
+    `DATASETS.build`, equal to `PascalVOCDataset` under `voc_root` on `split` and on another
+    split."""
+    from mmseg.datasets import BaseSegDataset, PascalVOCDataset
+    from mmseg.registry import DATASETS
 
-    def verify(cfg: dict) -> list[str]:
-        from mmseg.datasets import BaseSegDataset, PascalVOCDataset
-        from mmseg.registry import DATASETS
-
-        answered(cfg, "dataset_cfg")
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("type"), str):
-            return ["dataset_cfg must be a dict whose 'type' is your class's name (a str)"]
-        cls = DATASETS.get(cfg["type"])
-        if cls is None:
-            return [f"no dataset named {cfg['type']!r} is in mmseg's DATASETS registry: "
-                    "decorate your class with @DATASETS.register_module(force=True) and run "
-                    "its cell"]
-        if isinstance(cls, type) and issubclass(cls, PascalVOCDataset):
-            return [f"{cfg['type']} is (or derives from) PascalVOCDataset: write your own class "
-                    "on BaseSegDataset, it is the point of the task"]
-        if not (isinstance(cls, type) and issubclass(cls, BaseSegDataset)):
-            return [f"{cfg['type']} does not derive from mmseg's BaseSegDataset"]
-        problems = []
-        for name, want in ((split, split), ("another split", "val" if split != "val" else
-                                            "train")):
-            other = dict(copy.deepcopy(cfg), ann_file=f"ImageSets/Segmentation/{want}.txt")
-            try:
-                ds = DATASETS.build(copy.deepcopy(cfg) if name == split else other)
-            except Exception as exc:  # noqa: BLE001 - reported to the student
-                problems.append(f"DATASETS.build(dataset_cfg) for {name} raised "
-                                f"{type(exc).__name__}: {exc}")
-                break
-            found = _compare_datasets(ds, _pascal_voc(voc_root, want), want)
-            if name != split and found:
-                found = ["with ann_file set to another split, " + found[-1] + " (does your "
-                         "class ignore the config's ann_file?)"]
-            problems += found
-            if found:
-                break
-        return problems
-
-    return verify
+    answered(cfg, "dataset_cfg")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("type"), str):
+        return ["dataset_cfg must be a dict whose 'type' is your class's name (a str)"]
+    cls = DATASETS.get(cfg["type"])
+    if cls is None:
+        return [f"no dataset named {cfg['type']!r} is in mmseg's DATASETS registry: register "
+                "your class there (in a way that survives running its cell twice) and run its "
+                "cell"]
+    if isinstance(cls, type) and issubclass(cls, PascalVOCDataset):
+        return [f"{cfg['type']} is (or derives from) PascalVOCDataset: write your own class "
+                "on BaseSegDataset, it is the point of the task"]
+    if not (isinstance(cls, type) and issubclass(cls, BaseSegDataset)):
+        return [f"{cfg['type']} does not derive from mmseg's BaseSegDataset"]
+    problems = []
+    for name, want in ((split, split), ("another split", "val" if split != "val" else "train")):
+        other = dict(copy.deepcopy(cfg), ann_file=f"ImageSets/Segmentation/{want}.txt")
+        try:
+            ds = DATASETS.build(copy.deepcopy(cfg) if name == split else other)
+        except Exception as exc:  # noqa: BLE001 - reported to the student
+            problems.append(f"DATASETS.build(dataset_cfg) for {name} raised "
+                            f"{type(exc).__name__}: {exc}")
+            break
+        found = _compare_datasets(ds, _pascal_voc(voc_root, want), want)
+        if name != split and found:
+            found = ["with ann_file set to another split, " + found[-1] + " (does your "
+                     "class ignore the config's ann_file?)"]
+        problems += found
+        if found:
+            break
+    return problems
 
 
-def class_pixel_counts_reference(paths: Sequence[str | os.PathLike]) -> dict[str, int]:
-    """Pixels per class name (21 VOC classes, then "void") over the masks at `paths`."""
-    total = np.zeros(256, np.int64)
-    for path in paths:
-        total += np.bincount(voc.read_mask(path).ravel(), minlength=256)
-    return {name: int(total[i]) for name, i in zip(_voc_names(), [*range(21), VOID], strict=True)}
+# ------------------------------------------------------------------------ Task 3: pixel counts
 
 
-def _count_problems(got: object, masks: list[np.ndarray], where: str) -> list[str]:
+def _count_problems(got: object, which: Sequence[int], where: str) -> list[str]:
+    """`got` against the sum of :data:`MASK_COUNTS` of the masks `which`."""
     names = _voc_names()
     if not isinstance(got, dict):
         return [f"for {where} it returned {type(got).__name__}, not a dict of class name → count"]
@@ -201,19 +204,19 @@ def _count_problems(got: object, masks: list[np.ndarray], where: str) -> list[st
     problems += [f"for {where} unexpected keys: {extra[:5]}"] if extra else []
     if problems:
         return problems
-    if not all(isinstance(v, int | np.integer) for v in got.values()):
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool)
+               for v in got.values()):
         return [f"for {where} the counts are not integers"]
-    ids = np.concatenate([m.ravel() for m in masks])
-    values, freq = np.unique(ids, return_counts=True)
-    truth = dict.fromkeys(names, 0)
-    truth.update({names[21 if v == VOID else v]: int(f) for v, f in zip(values, freq, strict=True)})
-    per_image = {n: sum(int((m == (VOID if n == "void" else names.index(n))).any()) for m in masks)
-                 for n in names}
-    if got == per_image:
+    ids = [*range(21), VOID]
+    truth = {n: sum(MASK_COUNTS[m].get(i, 0) for m in which) for n, i in zip(names, ids,
+                                                                            strict=True)}
+    per_image = {n: sum(int(i in MASK_COUNTS[m]) for m in which) for n, i in zip(names, ids,
+                                                                               strict=True)}
+    if {n: int(v) for n, v in got.items()} == per_image:
         return [f"for {where} the numbers count images that contain each class, not pixels"]
-    total = sum(int(v) for v in got.values())
-    if total != ids.size:
-        more = "more" if total > ids.size else "fewer"
+    total, size = sum(int(v) for v in got.values()), sum(truth.values())
+    if total != size:
+        more = "more" if total > size else "fewer"
         problems.append(f"for {where} the counts add up to {more} pixels than the masks hold")
     wrong = [n for n in names if int(got[n]) != truth[n]]
     if wrong:
@@ -224,14 +227,16 @@ def _count_problems(got: object, masks: list[np.ndarray], where: str) -> list[st
 
 def verify_class_pixel_counts(class_pixel_counts: Callable) -> list[str]:
     """`class_pixel_counts(paths)` on three masks written from known arrays, then on one."""
-    masks = list(_test_masks().values())
     with tempfile.TemporaryDirectory() as tmp:
-        paths = _write_masks(tmp, dict(enumerate(masks)))
-        problems = _count_problems(answered(class_pixel_counts(paths)), masks, "three masks")
+        paths = _write_masks(tmp, check_masks())
+        problems = _count_problems(answered(class_pixel_counts(paths)), (0, 1, 2), "three masks")
         if not problems:
-            problems = _count_problems(answered(class_pixel_counts([str(paths[1])])), masks[1:2],
+            problems = _count_problems(answered(class_pixel_counts([str(paths[1])])), (1,),
                                        "a list of one mask path (str)")
     return problems
+
+
+# ------------------------------------------------------------------------ Task 4: padded pipeline
 
 
 def _plain(value: object) -> object:
@@ -243,81 +248,91 @@ def _plain(value: object) -> object:
     return value
 
 
-def padded_pipeline_reference(base: Sequence[dict], crop: tuple[int, int]) -> list[dict]:
-    """`base` with mmcv's `Pad` to `crop` (mask padded with 255) inserted before PackSegInputs."""
-    steps = [copy.deepcopy(dict(t)) for t in base]
-    at = next((k for k, t in enumerate(steps) if t["type"] == "PackSegInputs"), len(steps))
-    steps.insert(at, dict(type="Pad", size=tuple(crop), pad_val=dict(img=0, seg=VOID)))
-    return steps
+def verify_padded_pipeline(pipeline: list, base: Sequence[dict], crop: tuple[int, int],
+                           dataset) -> list[str]:
+    """A training pipeline (a list of transform dicts) that keeps `base`'s steps and gives every
+    sample exactly `crop` (h, w), padding the mask with the ignore index 255; `dataset`'s first
+    samples run through it too."""
+    from mmcv.transforms import Compose
+    from mmseg.registry import TRANSFORMS
+    from mmseg.utils import register_all_modules
+    from PIL import Image
 
-
-def padded_pipeline_verifier(base: Sequence[dict], crop: tuple[int, int], dataset
-                             ) -> Callable[[list], list[str]]:
-    """Verify for a training pipeline (a list of transform dicts) that keeps `base`'s steps and
-    gives every sample exactly `crop` (h, w), padding the mask with the ignore index 255."""
     crop = tuple(crop)
-
-    def verify(pipeline: list) -> list[str]:
-        from mmcv.transforms import Compose
-        from mmseg.registry import TRANSFORMS
-        from mmseg.utils import register_all_modules
-
-        answered(pipeline, "padded_pipeline")
-        if not isinstance(pipeline, list | tuple) or not all(
-                isinstance(t, dict) and "type" in t for t in pipeline):
-            return ["padded_pipeline must be a list of transform dicts, each with a 'type'"]
-        rest = iter([_plain(t) for t in pipeline])  # base's steps, unchanged and in order
-        lost = [t["type"] for t in base if not any(_plain(t) == s for s in rest)]
-        if lost:
-            return [f"the seed pipeline's step(s) {lost} are missing, changed or out of order: "
-                    "keep its steps as they are and add what is needed"]
-        if pipeline[-1]["type"] != "PackSegInputs":
-            return ["PackSegInputs must stay the last step (it turns the sample into tensors)"]
-        register_all_modules(init_default_scope=False)
-        try:
-            compose = Compose([TRANSFORMS.build(copy.deepcopy(t)) for t in pipeline[:-1]])
-        except Exception as exc:  # noqa: BLE001 - reported to the student
-            return [f"TRANSFORMS.build failed on a step: {type(exc).__name__}: {exc}"]
-        np_state, py_state = np.random.get_state(), random.getstate()
-        np.random.seed(2012)
-        random.seed(2012)
-        problems: list[str] = []
-        try:
-            with tempfile.TemporaryDirectory() as tmp:  # a small constant image: its padding shows
-                h, w = max(8, crop[0] // 6), max(8, crop[1] // 5)
-                small = dict(img_path=f"{tmp}/small.png", seg_map_path=f"{tmp}/small_mask.png",
-                             reduce_zero_label=False, seg_fields=[])
-                from PIL import Image
-
-                Image.fromarray(np.full((h, w, 3), 200, np.uint8)).save(small["img_path"])
-                voc.save_mask(np.full((h, w), 8, np.uint8), small["seg_map_path"])
-                infos = [("a small image", small)] * 8 + [
-                    (f"sample {i}", dataset.get_data_info(i)) for i in range(min(3, len(dataset)))]
-                padded = 0
-                for what, info in infos:
-                    out = compose(copy.deepcopy(info))
-                    img, seg = out["img"], out["gt_seg_map"]
-                    if img.shape[:2] != crop or seg.shape != crop:
-                        problems.append(f"for {what} the pipeline gives an image of "
-                                        f"{img.shape[1]}×{img.shape[0]} and a mask of "
-                                        f"{seg.shape[1]}×{seg.shape[0]} (w×h), not the crop")
+    answered(pipeline, "padded_pipeline")
+    if not isinstance(pipeline, list | tuple) or not all(
+            isinstance(t, dict) and "type" in t for t in pipeline):
+        return ["padded_pipeline must be a list of transform dicts, each with a 'type'"]
+    rest = iter([_plain(t) for t in pipeline])  # base's steps, unchanged and in order
+    lost = [t["type"] for t in base if not any(_plain(t) == s for s in rest)]
+    if lost:
+        return [f"the seed pipeline's step(s) {lost} are missing, changed or out of order: "
+                "keep its steps as they are and add what is needed"]
+    if pipeline[-1]["type"] != "PackSegInputs":
+        return ["PackSegInputs must stay the last step (it turns the sample into tensors)"]
+    register_all_modules(init_default_scope=False)
+    try:
+        compose = Compose([TRANSFORMS.build(copy.deepcopy(t)) for t in pipeline[:-1]])
+    except Exception as exc:  # noqa: BLE001 - reported to the student
+        return [f"TRANSFORMS.build failed on a step: {type(exc).__name__}: {exc}"]
+    np_state, py_state = np.random.get_state(), random.getstate()
+    np.random.seed(2012)
+    random.seed(2012)
+    problems: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:  # a small constant image: its padding shows
+            h, w = max(8, crop[0] // 6), max(8, crop[1] // 5)
+            small = dict(img_path=f"{tmp}/small.png", seg_map_path=f"{tmp}/small_mask.png",
+                         reduce_zero_label=False, seg_fields=[])
+            Image.fromarray(np.full((h, w, 3), 200, np.uint8)).save(small["img_path"])
+            voc.save_mask(np.full((h, w), 8, np.uint8), small["seg_map_path"])
+            infos = [("a small image", small)] * 8 + [
+                (f"sample {i}", dataset.get_data_info(i)) for i in range(min(3, len(dataset)))]
+            padded = 0
+            for what, info in infos:
+                out = compose(copy.deepcopy(info))
+                img, seg = out["img"], out["gt_seg_map"]
+                if img.shape[:2] != crop or seg.shape != crop:
+                    problems.append(f"for {what} the pipeline gives an image of "
+                                    f"{img.shape[1]}×{img.shape[0]} and a mask of "
+                                    f"{seg.shape[1]}×{seg.shape[0]} (w×h), not the crop")
+                    break
+                if what == "a small image":
+                    border = (img == 0).all(axis=2)
+                    padded += int(border.any())
+                    if (seg[border] != VOID).any():
+                        problems.append("the padded border of the mask holds labels "
+                                        f"{sorted(set(seg[border].tolist()) - {VOID})}, not "
+                                        "the ignore index 255: the loss would learn them")
                         break
-                    if what == "a small image":
-                        border = (img == 0).all(axis=2)
-                        padded += int(border.any())
-                        if (seg[border] != VOID).any():
-                            problems.append("the padded border of the mask holds labels "
-                                            f"{sorted(set(seg[border].tolist()) - {VOID})}, not "
-                                            "the ignore index 255: the loss would learn them")
-                            break
-                        if (seg[~border] != 8).any():
-                            problems.append("the mask no longer lines up with the image")
-                            break
-                if not problems and not padded:
-                    problems.append("no sample was padded: is the small image made to the crop?")
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
-        return problems
+                    if (seg[~border] != 8).any():
+                        problems.append("the mask no longer lines up with the image")
+                        break
+            if not problems and not padded:
+                problems.append("no sample was padded: is the small image made to the crop?")
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return problems
 
-    return verify
+
+#: The tasks of notebook 01 and their hints (an API or a concept, never the code).
+TASKS = {
+    "read_class_ids": Task(
+        verify_read_class_ids,
+        hint="Pillow's palette ('P') mode: the pixel values are the class ids, the palette only "
+             "colours them; numpy converts a Pillow image through its array interface"),
+    "voc_dataset": Task(
+        verify_voc_dataset,
+        hint="mmengine's Registry.register_module (and its `force`); BaseSegDataset's "
+             "arguments: METAINFO and the file suffixes belong to the class, data_prefix and "
+             "ann_file (relative to data_root) to the config"),
+    "class_pixel_counts": Task(
+        verify_class_pixel_counts,
+        hint="numpy's bincount, or unique with return_counts; a sum over all masks; void is "
+             "the id 255"),
+    "padded_pipeline": Task(
+        verify_padded_pipeline,
+        hint="mmcv's Pad transform (its `size` and `pad_val`); a pipeline's transforms run in "
+             "list order"),
+}
