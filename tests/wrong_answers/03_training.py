@@ -9,7 +9,7 @@ WRONG_ANSWERS = {
     "train": '''
 runner = Runner.from_cfg(run_cfg)
 ''',
-    # the last validation instead of the best one (right on this run, where the last is best)
+    # the last validation instead of the best one (right on a run whose last validation is its best)
     "best_iteration": '''
 def best_iteration(scalars_file):
     rows = [json.loads(line) for line in Path(scalars_file).read_text().splitlines() if line]
