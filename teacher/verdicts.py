@@ -33,22 +33,27 @@ __all__ = ["RECORD_MIME", "FORBIDDEN", "Verdict", "records", "same", "delegation
 #: Names an answer cell must not use for its task, beyond any ``helpers`` import: the course
 #: functions that do the task (the answer cell's grade_id → names).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "read_class_ids": ("read_mask", "load_sample", "read_image"),
-    "class_pixel_counts": ("class_statistics", "scan_masks", "foreground_ids"),
-    "voc_dataset": ("voc_dataset", "dataset_cfg"),
+    "read_class_ids": ("read_mask", "load_sample"),
+    "class_pixel_counts": ("class_statistics", "scan_masks", "load_sample"),
+    "voc_dataset": ("voc_dataset",),
     "model_edits": ("build_config", "set_norm_type", "seed_cfg", "official"),
     "data_edits": ("build_config", "seed_cfg", "official"),
     "schedule_edits": ("build_config", "seed_cfg", "official"),
     "train": ("train", "build_runner", "prepare_config"),
     "resume": ("train", "build_runner"),
     "best_iteration": ("read_scalars", "val_metrics", "find_checkpoint", "load_checkpoint"),
-    "blend": ("overlay", "lut"),
+    "blend": ("prediction_grid", "worst_gallery", "predict_images", "predict_cli"),
     "iou_per_class": ("evaluate",),
     "most_confused": ("evaluate",),
     "bin_edges": ("adaptive_pool_matrix", "pool_bins", "bin_edges_of"),
     "export_exact": ("export_onnx", "export_cli", "export", "reports"),
     "ort_vs_pytorch": ("verify_onnx", "compare_outputs", "export_cli", "reports"),
 }
+
+#: Attributes that reach other modules' globals or code (``f.__globals__["overlay"]``).
+_DUNDERS = ("__globals__", "__dict__", "__class__", "__subclasses__", "__builtins__",
+            "__closure__", "__code__", "__getattribute__", "__self__", "__func__", "__wrapped__",
+            "__mro__", "__bases__", "__base__", "__loader__", "__spec__")
 
 #: Names that load code behind a static reading's back (``sys.modules`` is matched as an
 #: attribute).
@@ -132,7 +137,8 @@ def _names(tree: ast.AST) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             names.add(node.id)
-        elif isinstance(node, ast.Attribute) and node.attr == "modules":
+        elif isinstance(node, ast.Attribute) and (node.attr == "modules"
+                                                  or node.attr in _DUNDERS):
             names.add(node.attr)
         elif isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
@@ -156,7 +162,7 @@ def delegations(source: str, grade_id: str) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "helpers":
             found.append(f"imports from {node.module}")
     names = _names(tree)
-    found += [f"uses {n}" for n in _DYNAMIC if n in names]
+    found += [f"uses {n}" for n in (*_DYNAMIC, *_DUNDERS) if n in names]
     found += [f"uses the course's {n}" for n in FORBIDDEN.get(grade_id, ()) if n in names]
     return found
 

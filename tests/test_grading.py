@@ -225,22 +225,142 @@ def test_hanging_crashing_and_raising_hand_ins_get_a_score_and_a_message(tmp_pat
     _toy(sub / "mallory" / "01_crash.ipynb", "import os\nos._exit(1)")
     _toy(sub / "mallory" / "02_raise.ipynb", "raise RuntimeError('boom')")
     _toy(sub / "mallory" / "03_slow.ipynb", "def double(x):\n    return 2 * x",
-         extra=("import time\ntime.sleep(3)",) * 8)
+         extra=("import time\ntime.sleep(10)",) * 6)
     _toy(sub / "zoe" / "00_hang.ipynb", "def double(x):\n    return x + x")
     results = grading.grade(sub, tmp_path / "grades.csv", source=tmp_path / "source",
-                            course=tmp_path / "course", cell_timeout=5, notebook_timeout=20)
+                            course=tmp_path / "course", cell_timeout=15, notebook_timeout=40)
     got = {(r.student, r.notebook): r for r in results}
     assert {k: r.score for k, r in got.items()} == {
         ("mallory", "00_hang"): 0, ("mallory", "01_crash"): 0, ("mallory", "02_raise"): 0,
         ("mallory", "03_slow"): 0, ("zoe", "00_hang"): 2, ("zoe", "01_crash"): 0,
         ("zoe", "02_raise"): 0, ("zoe", "03_slow"): 0}
     assert all(r.max_score == 2 for r in results)
-    assert "ran over the 5 s limit" in got["mallory", "00_hang"].message
+    assert "ran over the 15 s limit" in got["mallory", "00_hang"].message
     assert "kernel died" in got["mallory", "01_crash"].message
     assert got["mallory", "02_raise"].message == "failed: double_test (no answer recorded)"
-    assert "stopped after 20 s" in got["mallory", "03_slow"].message
+    assert "stopped after 40 s" in got["mallory", "03_slow"].message
     assert got["zoe", "01_crash"].message == "not handed in"
     assert (tmp_path / "feedback" / "zoe" / "00_hang.html").is_file()
     with (tmp_path / "feedback" / "messages.csv").open() as f:
         messages = {(r["student"], r["notebook"]): r["message"] for r in csv.DictReader(f)}
     assert messages == {k: r.message for k, r in got.items() if r.message}
+
+
+# --- Hostile hand-ins in the sandbox; JOBS and Dask give the same grades ------------------------
+
+SOLUTION = "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
+# Each attack answers right only when it gets what it tries to reach (then it would score).
+ATTACKS = {
+    "00_answer_key": "def double(x):\n    import json\n"
+                     "    src = json.load(open({source!r}))['cells'][1]['source']\n"
+                     "    ns = {{}}\n    exec(''.join(src), ns)\n    return ns['double'](x)",
+    "01_other_hand_in": "def double(x):\n    import json\n"
+                        "    src = json.load(open({zoe!r}))['cells'][1]['source']\n"
+                        "    ns = {{}}\n    exec(''.join(src), ns)\n    return ns['double'](x)",
+    "02_grader_env": "import os\n\n\ndef double(x):\n"
+                     "    return x * int(os.environ['GRADER_SECRET'])",
+    "03_gradebook": "import sqlite3\n\n\ndef double(x):\n"
+                    "    sqlite3.connect({gradebook!r}).execute('select * from grade').fetchall()\n"
+                    "    return 2 * x",
+    "04_write_course": "from pathlib import Path\n\n\ndef double(x):\n"
+                       "    Path({planted!r}).write_text('planted')\n    return 2 * x",
+    "05_network": "import socket\n\n\ndef double(x):\n"
+                  "    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
+                  "    return 2 * x",
+    "06_memory": "blob = bytearray(12 * 2**30)\n\n\ndef double(x):\n    return 2 * x",
+    "07_processes": "import os, time\nfor _ in range(200):\n    if os.fork() == 0:\n"
+                    "        time.sleep(60)\n        os._exit(0)\n\n\ndef double(x):\n"
+                    "    return 2 * x",
+}
+
+
+@pytest.fixture(scope="module")
+def toy_course(tmp_path_factory):
+    base = tmp_path_factory.mktemp("toy")
+    for name in ATTACKS:
+        _toy(base / "source" / f"{name}.ipynb", SOLUTION)
+    return base
+
+
+def test_hostile_hand_ins_are_contained_and_an_honest_one_scores(toy_course, tmp_path,
+                                                                 monkeypatch):
+    import socket
+
+    from teacher import sandbox
+
+    assert sandbox.unavailable() is None, sandbox.unavailable()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.settimeout(0.1)
+    sub = tmp_path / "submitted"
+    course = tmp_path / "course"
+    planted = repo_root() / "helpers" / "planted_by_a_student.py"
+    values = dict(source=str(toy_course / "source" / "00_answer_key.ipynb"),
+                  zoe=str(sub / "zoe" / "01_other_hand_in.ipynb"),
+                  gradebook=str(course / "gradebook.db"), planted=str(planted),
+                  port=listener.getsockname()[1])
+    for name, attack in ATTACKS.items():
+        _toy(sub / "eve" / f"{name}.ipynb", attack.format(**values))
+    for name in ATTACKS:
+        _toy(sub / "zoe" / f"{name}.ipynb", "def double(x):\n    return x + x")
+    monkeypatch.setenv("GRADER_SECRET", "2")
+    monkeypatch.setenv("MEM_LIMIT", "2G")
+    monkeypatch.setenv("PROC_LIMIT", "64")
+    monkeypatch.delenv("UNSAFE_NO_SANDBOX", raising=False)
+    results = grading.grade(sub, tmp_path / "grades.csv", source=toy_course / "source",
+                            course=course, cell_timeout=60, notebook_timeout=120, jobs=2)
+    got = {(r.student, r.notebook): r for r in results}
+    assert {n: got["eve", n].score for n in ATTACKS} == dict.fromkeys(ATTACKS, 0)
+    assert {n: got["zoe", n].score for n in ATTACKS} == dict.fromkeys(ATTACKS, 2)
+    assert not planted.exists()
+    try:
+        listener.accept()
+        raise AssertionError("a hand-in reached the grader's 127.0.0.1")
+    except TimeoutError:
+        pass
+    finally:
+        listener.close()
+    assert "MEM_LIMIT" in got["eve", "06_memory"].message, got["eve", "06_memory"]
+    assert "PROC_LIMIT" in got["eve", "07_processes"].message, got["eve", "07_processes"]
+
+
+def test_without_a_sandbox_grading_refuses_in_one_line(toy_course, tmp_path, monkeypatch,
+                                                       capsys):
+    from teacher import sandbox
+
+    monkeypatch.setattr(sandbox, "unavailable", lambda: "no sandbox here (test); set "
+                        f"{sandbox.OPT_OUT} to grade without one")
+    monkeypatch.delenv("UNSAFE_NO_SANDBOX", raising=False)
+    _toy(tmp_path / "sub" / "zoe" / "00_answer_key.ipynb", "def double(x):\n    return 2 * x")
+    assert grading.main([str(tmp_path / "sub"), str(tmp_path / "g.csv"),
+                         "--source", str(toy_course / "source")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and sandbox.OPT_OUT in err[0]
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_jobs_and_a_dask_cluster_give_the_grades_of_one_job(toy_course, tmp_path):
+    from distributed import LocalCluster
+
+    sub = tmp_path / "submitted"
+    for k, student in enumerate(("ann", "bob", "cy", "dee")):
+        for name in list(ATTACKS)[:2]:
+            answer = "def double(x):\n    return x + x" if (k + len(name)) % 2 else \
+                "def double(x):\n    return x * x"
+            _toy(sub / student / f"{name}.ipynb", answer)
+    runs = {}
+    for jobs in (1, 2):
+        runs[jobs] = grading.grade(sub, tmp_path / f"j{jobs}.csv", course=tmp_path / f"c{jobs}",
+                                   source=toy_course / "source", jobs=jobs,
+                                   cell_timeout=60, notebook_timeout=120)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        dask = grading.grade(sub, tmp_path / "dask.csv", course=tmp_path / "cd",
+                             source=toy_course / "source", scheduler=cluster.scheduler_address,
+                             cell_timeout=60, notebook_timeout=120)
+    scores = [{(r.student, r.notebook): r.score for r in run} for run in (*runs.values(), dask)]
+    assert scores[0] == scores[1] == scores[2]
+    assert sorted(set(scores[0].values())) == [0, 2]
+    assert len({r.worker.rsplit(":", 1)[0] for r in dask}) == 2  # two worker processes
+    assert (tmp_path / "j1.csv").read_text() == (tmp_path / "dask.csv").read_text()

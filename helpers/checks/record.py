@@ -70,6 +70,8 @@ def digest(array: Any) -> dict[str, Any]:
     import numpy as np
 
     a = np.ascontiguousarray(np.asarray(array))
+    if a.dtype.hasobject:
+        raise TypeError(f"digest: an array of Python objects ({a.dtype}) is not plain data")
     return {"dtype": str(a.dtype), "shape": list(a.shape),
             "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
 
