@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["RECORD_MIME", "record", "plain", "digest"]
@@ -43,25 +44,29 @@ def _check(value: Any, where: str = "payload") -> None:
     raise TypeError(f"{where}: {kind.__name__} is not plain data (use plain() or digest())")
 
 
-def plain(value: Any) -> Any:
-    """`value` as plain data: numpy arrays and scalars become lists and Python numbers.
+def plain(value: Any, *, opaque: bool = False) -> Any:
+    """`value` as plain data: numpy arrays and scalars become lists and Python numbers, mappings
+    (a config's ConfigDict too) dicts with str keys, tuples lists.
 
     NaN and infinities become the strings ``"nan"``, ``"inf"`` and ``"-inf"`` (JSON has none).
+    Any other object raises TypeError, or with `opaque` becomes ``"<TypeName>"``.
     """
     import numpy as np
 
     if isinstance(value, np.ndarray):
-        return plain(value.tolist())
+        return plain(value.tolist(), opaque=opaque)
     if isinstance(value, np.generic):
-        return plain(value.item())
-    if type(value) in (list, tuple):
-        return [plain(v) for v in value]
-    if type(value) is dict:
-        return {str(k): plain(v) for k, v in value.items()}
+        return plain(value.item(), opaque=opaque)
+    if isinstance(value, list | tuple):
+        return [plain(v, opaque=opaque) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, opaque=opaque) for k, v in value.items()}
     if type(value) is float and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if type(value) in _SCALARS:
         return value
+    if opaque:
+        return f"<{type(value).__name__}>"
     raise TypeError(f"{type(value).__name__} is not plain data")
 
 

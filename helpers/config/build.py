@@ -193,7 +193,7 @@ def build_config(
     cfg.default_hooks.logger.interval = r.log_interval
     cfg.default_hooks.checkpoint.update(interval=r.ckpt_interval, save_best="mIoU",
                                         rule="greater", max_keep_ckpts=1)
-    cfg.randomness = dict(seed=0)
+    cfg.randomness = {"seed": 0}  # one seed for every preset
     cfg.work_dir = str(work_dir)
     if r.load_from == "pretrained":  # by URL once fetched: each machine reads its own cache
         cfg.load_from = PRETRAINED_URL if pretrained_path().is_file() else str(pretrained_path())
