@@ -18,29 +18,38 @@ import torch
 from onnx import TensorProto, helper
 
 from helpers.checkpoint import init_model
-from helpers.onnx import ExactAdaptiveAvgPool2d, SegmentorGraph, exact_adaptive_pooling
 from helpers.checks import evaluate
 from helpers.checks import onnx as tasks
+from helpers.onnx import ExactAdaptiveAvgPool2d, SegmentorGraph, exact_adaptive_pooling, export_onnx
 
 
 def edges_right(n, bins):
     return [(i * n // bins, -(-(i + 1) * n // bins)) for i in range(bins)]
 
 
-def test_bin_edges_blank_right_and_reference():
+def test_bin_edges_blank_and_right():
     assert evaluate(None, tasks.verify_bin_edges) == ("unanswered", [])
     assert evaluate(lambda n, b: None, tasks.verify_bin_edges) == ("unanswered", [])
     assert evaluate(edges_right, tasks.verify_bin_edges) == ("correct", [])
-    assert evaluate(tasks.bin_edges_reference, tasks.verify_bin_edges) == ("correct", [])
     floats = lambda n, b: [(math.floor(i * n / b), math.ceil((i + 1) * n / b)) for i in range(b)]  # noqa: E731
     assert evaluate(floats, tasks.verify_bin_edges) == ("correct", [])
+    generator = lambda n, b: ((s, e) for s, e in edges_right(n, b))  # noqa: E731
+    assert evaluate(generator, tasks.verify_bin_edges) == ("correct", [])
 
 
-def test_the_reference_is_what_torch_pools():
+def test_torch_pools_32_pixels_into_six_equal_overlapping_cells():
+    """The lesson's example, written as data: six cells of 6 pixels, neighbours sharing one."""
+    cells = [(0, 6), (5, 11), (10, 16), (16, 22), (21, 27), (26, 32)]
     x = torch.arange(32, dtype=torch.float64).view(1, 1, 32)
     pooled = torch.nn.functional.adaptive_avg_pool1d(x, 6).flatten().tolist()
-    assert [float(np.mean(range(s, e))) for s, e in tasks.bin_edges_reference(32, 6)] == pooled
-    assert tasks.bin_edges_reference(32, 6)[:2] == [(0, 6), (5, 11)]  # overlapping cells
+    assert [float(np.mean(range(s, e))) for s, e in cells] == pooled
+    assert evaluate(lambda n, b: cells if (n, b) == (32, 6) else edges_right(n, b),
+                    tasks.verify_bin_edges) == ("correct", [])
+
+
+def test_the_task_module_ships_no_answer():
+    assert set(tasks.TASKS) == {"bin_edges", "export_exact", "ort_vs_pytorch"}
+    assert not [n for n in dir(tasks) if n.endswith("_reference")]
 
 
 @pytest.mark.parametrize(("wrong", "says"), [
@@ -48,7 +57,9 @@ def test_the_reference_is_what_torch_pools():
     (lambda n, b: [(round(i * n / b), round((i + 1) * n / b)) for i in range(b)],
      "not the pixels"),
     (lambda n, b: [(i * n / b, (i + 1) * n / b) for i in range(b)], "not whole numbers"),
-    (lambda n, b: [(i * n // b, -(-(i + 1) * n // b)) for i in range(b - 1)], "one per bin"),
+    (lambda n, b: [(i * n // b, -(-(i + 1) * n // b)) for i in range(b - 1)], "one per cell"),
+    (lambda n, b: [(i * n // b, -(-(i + 1) * n // b) + 1) for i in range(b)], "outside"),
+    (lambda n, b: [(i * n // b + 1, -(-(i + 1) * n // b)) for i in range(b)], "not the pixels"),
     (lambda n, b: [i * n // b for i in range(b)], "not a list of (start, end) pairs"),
     (lambda n, b: edges_right(32, 6), "bin_edges(32, 3)"),  # hard-coded for the lesson's case
 ])
@@ -98,6 +109,13 @@ def test_an_export_without_the_exact_pooling_is_wrong(model, tmp_path):
     assert all(("could not run it" in p or "differs from PyTorch" in p) for p in problems[:-1])
 
 
+def test_a_graph_the_course_exported_is_not_the_students(model, tmp_path):
+    """export_onnx (and python -m helpers.onnx) write deployment metadata into the file."""
+    report = export_onnx(model, tmp_path / "course.onnx", verify_sizes=[(97, 131)])
+    status, problems = evaluate(report.path, lambda p: tasks.verify_export(p, model))
+    assert status == "wrong" and "course's exporter" in problems[0], problems
+
+
 def test_a_static_graph_is_wrong(model, tmp_path):
     """A graph whose input is 1x3x256x320 (built with onnx.helper: only its input is read)."""
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 256, 320])
@@ -133,12 +151,11 @@ def test_the_shifted_model_changes_about_half_the_pixels(model):
     assert float((a - b).abs().max()) > 0.1
 
 
-def test_ort_vs_pytorch_blank_right_and_reference(model, exported):
+def test_ort_vs_pytorch_blank_and_right(model, exported):
     verify = lambda fn: tasks.verify_ort_vs_pytorch(fn, model, exported)  # noqa: E731
     assert evaluate(None, verify) == ("unanswered", [])
     assert evaluate(lambda p, m, x: None, verify) == ("unanswered", [])
     assert evaluate(ort_vs_pytorch_right, verify) == ("correct", [])
-    assert evaluate(tasks.ort_vs_pytorch_reference, verify) == ("correct", [])
 
 
 def _with(result):
@@ -179,3 +196,13 @@ def test_comparing_with_the_model_at_one_eighth_is_reported(model, exported):
 
     status, problems = evaluate(raw, lambda fn: tasks.verify_ort_vs_pytorch(fn, model, exported))
     assert status == "wrong" and "your code raised" in problems[0], problems
+
+
+def test_check_finds_the_tasks_and_passes_their_context(model, exported, capsys):
+    from helpers.checks import check
+
+    assert check("export_exact", exported, model=model) == exported
+    assert check("ort_vs_pytorch", ort_vs_pytorch_right, model=model,
+                 onnx_path=exported) is ort_vs_pytorch_right
+    assert check("bin_edges", edges_right) is edges_right
+    assert capsys.readouterr().out.count("✓") == 3

@@ -1,13 +1,11 @@
-"""Checks of notebook 05's tasks: pyramid-pooling bins, an exact dynamic export, ORT vs PyTorch.
+"""Checks of notebook 05's tasks: pyramid-pooling cells, an exact dynamic export, ORT vs PyTorch.
 
-Each ``verify_*`` returns the problems found (see `helpers.checks.check`); each ``*_reference`` is
-what the lesson continues with. The truths come from elsewhere than the solutions: torch's own
-``adaptive_avg_pool1d`` on one-hot rows, ONNX Runtime sessions opened here (with the course's
-session options) against the untouched PyTorch model, and a model whose scores were shifted on
+Each ``verify_*`` takes the student's answer (and the task's context) and returns the problems
+found (see `helpers.checks.check`), registered in :data:`TASKS`. The truths come from elsewhere
+than the solutions: torch's own ``adaptive_avg_pool2d`` on ramps (the mean of a cell of
+``0, 1, 2, ...`` and of its squares tells which pixels the cell holds), ONNX Runtime sessions
+opened here against the untouched PyTorch model, and a model whose scores were shifted on
 purpose, so that a comparison that cannot see a difference is caught.
-
-In the notebook import it as ``from helpers.checks import onnx as onnx_tasks``: plain ``onnx``
-is the ONNX package.
 """
 
 from __future__ import annotations
@@ -17,17 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from helpers.checks import NotAnswered, answered
+from helpers.checks import NotAnswered, Task, answered
 
 __all__ = [
     "BIN_CASES",
     "CHECK_SIZES",
-    "bin_edges_reference",
-    "ort_vs_pytorch_reference",
+    "COURSE_METADATA",
     "shifted_model",
     "verify_bin_edges",
     "verify_export",
     "verify_ort_vs_pytorch",
+    "TASKS",
 ]
 
 #: (side n, bins) tried on bin_edges: PSPNet's cells on a 32-pixel side, sizes that divide and
@@ -37,24 +35,37 @@ BIN_CASES = ((32, 6), (32, 3), (10, 3), (36, 6), (13, 6), (5, 6), (97, 2), (7, 1
 CHECK_SIZES = ((97, 131), (200, 300), (333, 257))
 #: the thresholds of helpers.onnx.export (float rounding; a pixel in ten thousand may tie)
 MAX_LOGIT_DIFF, MIN_AGREEMENT = 1e-4, 0.9999
+#: Metadata keys the course's exporter (``export_onnx``, ``python -m helpers.onnx``) writes into
+#: its graphs for deployment; ``torch.onnx.export`` alone writes none of them.
+COURSE_METADATA = ("classes", "palette", "input_format", "test_resize", "min_side")
 
 
-def bin_edges_reference(n: int, bins: int) -> list[tuple[int, int]]:
-    """``[(start, end), ...]`` (end excluded) of adaptive average pooling's bins along ``n``
-    pixels, read off torch's ``adaptive_avg_pool1d`` applied to one-hot rows."""
+def _pooled_ramps(n: int, bins: int) -> list[list[float]]:
+    """torch's adaptive average pooling of the ramp 0..n-1 and of its squares into `bins`."""
     import torch
     import torch.nn.functional as F
 
-    inside = F.adaptive_avg_pool1d(torch.eye(n, dtype=torch.float64)[None], bins)[0] > 0
-    return [(int(col.nonzero()[0]), int(col.nonzero()[-1]) + 1) for col in inside.T]
+    ramp = torch.arange(n, dtype=torch.float64).view(1, 1, n, 1)
+    return [F.adaptive_avg_pool2d(ramp ** p, (bins, 1)).flatten().tolist() for p in (1, 2)]
+
+
+def _averages_like_torch(start: int, end: int, pooled: list[list[float]], i: int) -> bool:
+    """Whether the pixels start..end-1 average the ramps as torch's cell `i` does."""
+    if end <= start:
+        return False
+    pixels = range(start, end)
+    mean = sum(pixels) / len(pixels)
+    mean_sq = sum(p * p for p in pixels) / len(pixels)
+    return abs(mean - pooled[0][i]) < 1e-9 and abs(mean_sq - pooled[1][i]) < 1e-9
 
 
 def verify_bin_edges(bin_edges: Callable) -> list[str]:
-    """``bin_edges(n, bins)`` on :data:`BIN_CASES` against torch's pooling."""
+    """``bin_edges(n, bins)`` on :data:`BIN_CASES` against what torch's pooling averages."""
     for n, bins in BIN_CASES:
         where = f"bin_edges({n}, {bins})"
         got = answered(bin_edges(n, bins))
         try:
+            got = list(got)
             pairs = [(int(s), int(e)) for s, e in got]
             exact = all(float(s) == int(s) and float(e) == int(e) for s, e in got)
         except (TypeError, ValueError):
@@ -63,19 +74,21 @@ def verify_bin_edges(bin_edges: Callable) -> list[str]:
             return [f"{where} has edges that are not whole numbers: pixel indices are ints "
                     "(floor and ceil)"]
         if len(pairs) != bins:
-            return [f"{where} returned {len(pairs)} pairs, not one per bin"]
-        want = bin_edges_reference(n, bins)
-        wrong = [i for i in range(bins) if pairs[i] != want[i]]
+            return [f"{where} returned {len(pairs)} pairs, not one per cell"]
+        if any(not 0 <= s <= e <= n for s, e in pairs):
+            return [f"{where} has a cell outside the side's pixels 0 to {n} (or one that ends "
+                    "before it starts)"]
+        pooled = _pooled_ramps(n, bins)
+        wrong = [i for i, (s, e) in enumerate(pairs) if not _averages_like_torch(s, e, pooled, i)]
         if not wrong:
             continue
         i = wrong[0]
-        starts_ok = all(pairs[k][0] == want[k][0] for k in range(bins))
-        short = all(pairs[k][1] <= want[k][1] for k in range(bins))
-        if starts_ok and short:
-            return [f"{where}: {len(wrong)} bin(s) end too early (bin {i} ends at {pairs[i][1]}): "
-                    "bins overlap when the side does not divide; the end is rounded up"]
-        return [f"{where}: bin {i} is {pairs[i]}, which is not the pixels adaptive pooling "
-                f"averages there ({len(wrong)} wrong bin(s) of {bins})"]
+        if all(_averages_like_torch(pairs[k][0], pairs[k][1] + 1, pooled, k) for k in wrong):
+            return [f"{where}: {len(wrong)} cell(s) end too early (cell {i} ends at "
+                    f"{pairs[i][1]}): cells overlap when the side does not divide; the end is "
+                    "rounded up"]
+        return [f"{where}: cell {i} is {pairs[i]}, which is not the pixels adaptive pooling "
+                f"averages there ({len(wrong)} wrong cell(s) of {bins})"]
     return []
 
 
@@ -85,6 +98,13 @@ def _dims(path: Path) -> list[Any]:
     model = onnx.load(str(path), load_external_data=False)
     shape = model.graph.input[0].type.tensor_type.shape
     return [d.dim_param or d.dim_value for d in shape.dim]
+
+
+def _metadata_keys(path: Path) -> list[str]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted(p.key for p in model.metadata_props)
 
 
 def _session(path: Any) -> Any:
@@ -99,9 +119,8 @@ def _session(path: Any) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _compare(session: Any, graph: Any, x: Any) -> tuple[float, float]:
-    """max |logit difference| and argmax agreement of ``session`` against ``graph`` on ``x``."""
-    import numpy as np
+def _logits(session: Any, graph: Any, x: Any) -> tuple[Any, Any]:
+    """ONNX Runtime's and PyTorch's logits for ``x`` (numpy arrays of the same shape)."""
     import torch
 
     with torch.no_grad():
@@ -110,12 +129,14 @@ def _compare(session: Any, graph: Any, x: Any) -> tuple[float, float]:
     if got.shape != want.shape:
         raise ValueError(f"the graph returns shape {tuple(got.shape)} where PyTorch's whole-image "
                          f"logits have {tuple(want.shape)}")
-    return float(np.abs(got - want).max()), float((got.argmax(1) == want.argmax(1)).mean())
+    return got, want
 
 
 def verify_export(onnx_path: Any, model: Any) -> list[str]:
-    """An ONNX file of ``SegmentorGraph(model)`` with dynamic height and width, exact at
-    :data:`CHECK_SIZES` against the untouched PyTorch model; the model itself left unchanged."""
+    """An ONNX file of ``SegmentorGraph(model)`` written by ``torch.onnx.export``, with dynamic
+    height and width, exact at :data:`CHECK_SIZES` against the untouched PyTorch model; the
+    model itself left unchanged."""
+    import numpy as np
     import torch
 
     from helpers.onnx import ExactAdaptiveAvgPool2d, SegmentorGraph
@@ -130,6 +151,9 @@ def verify_export(onnx_path: Any, model: Any) -> list[str]:
         session = _session(path)
     except Exception as err:
         return [f"ONNX Runtime cannot load {path} ({' '.join(str(err).split())[:200]})"]
+    if set(COURSE_METADATA) & set(_metadata_keys(path)):
+        return [f"{path.name} was written by the course's exporter (it carries deployment "
+                "metadata): export the graph yourself with torch.onnx.export"]
     if len(session.get_inputs()) != 1:
         return [f"the graph has {len(session.get_inputs())} inputs; export SegmentorGraph(model) "
                 "as it is (one image tensor in, logits out)"]
@@ -147,25 +171,20 @@ def verify_export(onnx_path: Any, model: Any) -> list[str]:
     for height, width in CHECK_SIZES:
         x = torch.randn(1, 3, height, width, generator=gen)
         try:
-            diff, agreement = _compare(session, graph, x)
+            got, want = _logits(session, graph, x)
         except Exception as err:  # a graph with baked-in pooling may not run at other sizes
             text = str(err).split("Status Message:")[-1].strip().splitlines()[0][:200]
             problems.append(f"at {height}x{width} ONNX Runtime could not run it ({text})")
             continue
+        diff = float(np.abs(got - want).max())
+        agreement = float((got.argmax(1) == want.argmax(1)).mean())
         if diff > MAX_LOGIT_DIFF or agreement < MIN_AGREEMENT:
             problems.append(f"at {height}x{width} it differs from PyTorch: max |logit diff| "
                             f"{diff:.3g}, argmax agreement {100 * agreement:.2f} %")
     if problems:
-        problems.append("a graph right only at the traced size has the traced pooling bins "
+        problems.append("a graph right only at the traced size has the traced pooling cells "
                         "baked in: export inside exact_adaptive_pooling(model)")
     return problems
-
-
-def ort_vs_pytorch_reference(onnx_path: Any, model: Any, x: Any) -> tuple[float, float]:
-    """(max |logit difference|, argmax agreement as a fraction) of the graph against PyTorch."""
-    from helpers.onnx import SegmentorGraph
-
-    return _compare(_session(onnx_path), SegmentorGraph(model).eval(), x)
 
 
 def shifted_model(model: Any, x: Any) -> Any:
@@ -188,10 +207,15 @@ def shifted_model(model: Any, x: Any) -> Any:
 
 
 def verify_ort_vs_pytorch(ort_vs_pytorch: Callable, model: Any, onnx_path: Any) -> list[str]:
-    """``ort_vs_pytorch(onnx_path, model, x)`` on the graph's own model and on a shifted copy."""
+    """``ort_vs_pytorch(onnx_path, model, x)`` on the graph's own model and on a shifted copy,
+    against the logits of an ONNX Runtime session and of PyTorch computed here."""
+    import numpy as np
     import torch
 
+    from helpers.onnx import SegmentorGraph
+
     x = torch.randn(1, 3, 97, 131, generator=torch.Generator().manual_seed(6))
+    session = _session(onnx_path)
     problems = []
     for name, other in (("the model the graph was exported from", model),
                         ("a copy of the model that changes the class of about half the pixels",
@@ -204,17 +228,34 @@ def verify_ort_vs_pytorch(ort_vs_pytorch: Callable, model: Any, onnx_path: Any) 
         if not 0 <= agreement <= 1:
             return [f"for {name} the agreement is {agreement:g}: give it as a fraction of the "
                     "pixels, between 0 and 1"]
-        want_diff, want_agreement = ort_vs_pytorch_reference(onnx_path, other, x)
-        if want_diff <= MAX_LOGIT_DIFF:  # float rounding: its size depends on the session
+        ort_logits, torch_logits = _logits(session, SegmentorGraph(other).eval(), x)
+        gap = np.abs(ort_logits - torch_logits)
+        if float(gap.max()) <= MAX_LOGIT_DIFF:  # float rounding: its size depends on the session
             diff_ok = 0 <= diff <= MAX_LOGIT_DIFF
         else:
-            diff_ok = abs(diff - want_diff) <= 1e-4 + 1e-3 * want_diff
+            diff_ok = abs(diff - float(gap.max())) <= 1e-4 + 1e-3 * float(gap.max())
         if not diff_ok:
             problems.append(f"for {name} your max |logit difference| is {diff:.4g}: not the "
                             "largest absolute difference between ORT's and PyTorch's logits")
-        if abs(agreement - want_agreement) > 2e-3:
+        same_class = ort_logits.argmax(1) == torch_logits.argmax(1)
+        if abs(agreement - float(same_class.mean())) > 2e-3:
             problems.append(f"for {name} your argmax agreement is {100 * agreement:.2f} %: not "
                             "the share of pixels whose best class (over the class axis) is equal")
         if problems:
             break
     return problems
+
+
+#: The tasks of notebook 05 and their hints (an API or a concept, never the code).
+TASKS = {
+    "bin_edges": Task(verify_bin_edges, hint="the start rounds down and the end rounds up, as in "
+                                             "the rule above; Python's // is a floor, and a "
+                                             "ceiling can be written as a floor of negatives"),
+    "export_exact": Task(verify_export, hint="torch.onnx.export's dynamo exporter and its "
+                                             "`dynamic_shapes` argument (torch.export.Dim); the "
+                                             "context manager exact_adaptive_pooling"),
+    "ort_vs_pytorch": Task(verify_ort_vs_pytorch, hint="onnxruntime.InferenceSession.run returns "
+                                                       "a list of N x C x H x W arrays; the "
+                                                       "classes are axis 1; numpy's abs, max, "
+                                                       "argmax and mean"),
+}
