@@ -125,7 +125,8 @@ def _logits(session: Any, graph: Any, x: Any) -> tuple[Any, Any]:
 
     with torch.no_grad():
         want = graph(x).numpy()
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    got = session.run(None, feed)[0]
     if got.shape != want.shape:
         raise ValueError(f"the graph returns shape {tuple(got.shape)} where PyTorch's whole-image "
                          f"logits have {tuple(want.shape)}")
