@@ -266,8 +266,8 @@ def _autograde(student: str, name: str, *, course: Path, work_dir: Path, home: P
         from teacher.kernel import settings as kernel_settings
 
         read_only, writable, mapped = _views(settings, course, work_dir, home)
-        ipc = course / "ipc"
-        ipc.mkdir(exist_ok=True)
+        # A Unix socket's path holds at most 107 bytes: the sockets live in a short folder.
+        ipc = Path(tempfile.mkdtemp(prefix="voc-ipc-"))
         limits = sandbox.Limits.from_env()
         env.update({ENV: kernel_settings(
             read_only=read_only, writable=[*writable, str(ipc)], mapped=mapped,
@@ -275,8 +275,13 @@ def _autograde(student: str, name: str, *, course: Path, work_dir: Path, home: P
                 memory=limits.memory, processes=limits.processes,
                 cpu_seconds=limits.cpu_seconds, wall_seconds=settings.notebook_timeout))},
                    JUPYTER_RUNTIME_DIR=str(ipc))
-    code, log = _nbgrader(["autograde", ASSIGNMENT, f"--student={student}", f"--notebook={name}",
-                           "--force"], course, env, settings.notebook_timeout)
+    try:
+        code, log = _nbgrader(["autograde", ASSIGNMENT, f"--student={student}",
+                               f"--notebook={name}", "--force"], course, env,
+                              settings.notebook_timeout)
+    finally:
+        if settings.use_sandbox:
+            shutil.rmtree(ipc, ignore_errors=True)
     limit = ""
     if report.is_file():
         import json

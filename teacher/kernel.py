@@ -71,10 +71,21 @@ def settings(*, read_only: list[str], writable: list[str], mapped: dict[str, str
                            limits=limits))
 
 
+def _die_with_parent() -> None:
+    """Be killed when nbgrader ends, however it ends (the sandbox then dies with us)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nbgrader's own shutdown still ends us
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     from teacher import sandbox
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts reach the kernel as messages
+    _die_with_parent()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
