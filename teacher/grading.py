@@ -336,7 +336,9 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
     """
     from nbgrader.api import Gradebook
 
-    base = Path(scratch or tempfile.gettempdir()) / "voc-grading"
+    # A Dask worker grades in a folder of its own process: workers on one machine share /tmp.
+    base = Path(scratch) / "voc-grading" if scratch else \
+        Path(tempfile.gettempdir()) / f"voc-grading-{os.getpid()}"
     base.mkdir(parents=True, exist_ok=True)
     template = _template(settings, base)
     course = base / "students" / student
