@@ -178,8 +178,44 @@ def figures_section(name: str, result: dict) -> list[str]:
     return out
 
 
+#: RESULTS.md's grading section (bench_grade.py) lies between these two lines.
+GRADE_START = "<!-- grading figures written by benchmarks/bench_grade.py -->"
+GRADE_END = "<!-- end of the grading figures -->"
+
+
+def grading_section(grade: dict) -> list[str]:
+    """How fast `make grade` grades, what the sandbox costs, a class of 1,000 projected."""
+    m, p, runs = grade["machine"], grade["projection"], grade["runs"]
+    out = [GRADE_START, f"## Grading a class ({grade['date']}, {m.get('name', m.get('cpu'))})",
+           "", f"`benchmarks/bench_grade.py`: {grade['students']} students hand in the solutions "
+           f"of {', '.join(grade['notebooks'])} under SMOKE=1, graded three times. Hand-ins per "
+           "hour count the hand-in phase only (the course and the truths are made once per "
+           "grading run).", "",
+           "| run | hand-ins | s per hand-in | hand-ins per hour | truths (s) | peak memory of a "
+           "kernel | all full marks |", "|---|---|---|---|---|---|---|"]
+    for label, run in runs.items():
+        how = "sandbox" if run["sandboxed"] else "UNSAFE_NO_SANDBOX=1"
+        out.append(f"| {label}: JOBS={run['jobs']}, {how} "
+                   f"| {run['hand_ins']} | {run['seconds_per_hand_in']:.1f} | "
+                   f"{run['per_hour']:.0f} | {run['truths_s']:.0f} | "
+                   f"{run['peak_memory_mb']:.0f} MiB | {run['full_marks']} |")
+    out += ["", f"- JOBS=2 / JOBS=1 on {m.get('logical_cores', '?')} cores: "
+            f"**{p['speedup']:.2f}×** (target 1.7×); the same grades in all three runs: "
+            f"{p['same_grades']}.",
+            f"- The sandbox's overhead per hand-in: **{p['sandbox_overhead']:+.1%}** "
+            "(target at most +10 %).",
+            f"- A class of 1,000 students × 6 notebooks ({p['class_hand_ins']:,} hand-ins), "
+            "modelled as truths + hand-ins × (s per hand-in at JOBS=1) / (workers × "
+            f"efficiency), efficiency = speed-up / 2 = {p['efficiency']:.2f}: "
+            f"**{p['one_machine_h']:.1f} h** on one 16-core machine (16 workers), "
+            f"**{p['cluster_h']:.2f} h** on a 10-node cluster of them (160 workers; target "
+            "at most 1 h).", GRADE_END]
+    return out
+
+
 def markdown(results: dict, info: dict, summary: dict, quick: bool,
-             gpu: dict | None = None, amx: dict | None = None) -> str:
+             gpu: dict | None = None, amx: dict | None = None,
+             grade: dict | None = None) -> str:
     """RESULTS.md: machine, summary, INT8 profile, then every benchmark's figures."""
     out = ["# Benchmark results", "",
            f"Written by `make bench` (`benchmarks/run_all.py{' --quick' if quick else ''}`) on "
@@ -202,6 +238,8 @@ def markdown(results: dict, info: dict, summary: dict, quick: bool,
                 "Measured by `bench_gpu.py` on that machine, not on the CPU above "
                 "(benchmarks/results_gpu.json).", ""]
         out += figures_section("GPU", gpu)[2:]
+    if grade:
+        out += [""] + grading_section(grade)
     return "\n".join(out)
 
 

@@ -29,6 +29,8 @@ ORDER = ["limits", "inference", "int8", "accuracy", "train", "stats", "notebooks
 GPU_RESULTS = HERE / "results_gpu.json"
 #: int8 kernel paths measured on an Intel CPU with AMX (int8_kernels.py, bench_limits.py)
 AMX_RESULTS = HERE / "results_int8_amx.json"
+#: grading figures of bench_grade.py (run on its own: it grades a class several times)
+GRADE_RESULTS = HERE / "results_grade.json"
 
 def run_bench(name: str, quick: bool) -> dict:
     """Run benchmarks/bench_<name>.py; its parsed RESULT line, or {"error": ...} if it failed.
@@ -73,9 +75,10 @@ def main() -> None:
     results_path.write_text(json.dumps({"machine": info, "summary": summary,
                                         "results": results}, indent=2, default=float))
     plot_latency(summary, ROOT / "images" / "bench_latency.png")
-    gpu, amx = (json.loads(p.read_text()) if p.exists() else None
-                for p in (GPU_RESULTS, AMX_RESULTS))
-    (HERE / "RESULTS.md").write_text(markdown(results, info, summary, args.quick, gpu, amx))
+    gpu, amx, grade = (json.loads(p.read_text()) if p.exists() else None
+                       for p in (GPU_RESULTS, AMX_RESULTS, GRADE_RESULTS))
+    (HERE / "RESULTS.md").write_text(markdown(results, info, summary, args.quick, gpu, amx,
+                                              grade))
     print(f"wrote {HERE / 'RESULTS.md'} and {results_path}")
     if not args.quick and rewrite_readme(ROOT / "README.md", readme_rows(results, info, summary)):
         print(f"rewrote the figures in {ROOT / 'README.md'}")

@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,11 @@ from teacher import sandbox
 from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
 from teacher.verdicts import verdicts
 
-__all__ = ["Result", "default_jobs", "grade", "main"]
+__all__ = ["Result", "default_jobs", "grade", "main", "LAST_RUN"]
+
+#: Where the last `grade` call spent its time (seconds): the course and the truths, the hand-ins,
+#: the merge; read by benchmarks/bench_grade.py.
+LAST_RUN: dict[str, float] = {}
 
 CONFIG = """\
 c = get_config()  # noqa: F821
@@ -116,6 +121,8 @@ class Result:
     message: str = ""
     failed: tuple[str, ...] = ()  #: grade_ids of the test cells that scored below their points
     worker: str = ""  #: the machine and process that graded it
+    seconds: float = 0.0  #: how long nbgrader took on it
+    peak_memory: int = 0  #: the most memory its sandboxed kernel held (bytes; 0 unsandboxed)
 
 
 @dataclass
@@ -254,9 +261,10 @@ def _truth_run(argv: list[str], *, folder: Path, work_dir: Path, home: Path,
 
 
 def _autograde(student: str, name: str, *, course: Path, work_dir: Path, home: Path,
-               settings: _Settings) -> tuple[int | None, str, str]:
+               settings: _Settings) -> tuple[int | None, str, str, int]:
     """``nbgrader autograde`` of one notebook; its kernel in the sandbox when it is on.
-    (exit code or None after NOTEBOOK_TIMEOUT, log, the sandbox's limit message)."""
+    (exit code or None after NOTEBOOK_TIMEOUT, log, the sandbox's limit message, the kernel's
+    peak memory in bytes)."""
     env = _kernel_env(settings, home, work_dir)
     report = course / "reports" / f"{name}.json"
     report.parent.mkdir(exist_ok=True)
@@ -282,16 +290,17 @@ def _autograde(student: str, name: str, *, course: Path, work_dir: Path, home: P
     finally:
         if settings.use_sandbox:
             shutil.rmtree(ipc, ignore_errors=True)
-    limit = ""
+    limit, peak = "", 0
     if report.is_file():
         import json
 
         ended = json.loads(report.read_text())
+        peak = int(ended.get("peak_rss") or 0)
         if ended.get("limit_hit") and ended["limit_hit"] != "wall":
             limit = ended.get("message") or ""
         elif ended.get("limit_hit") == "wall":
             code = None
-    return code, log, limit
+    return code, log, limit, peak
 
 
 def _messages(code: int | None, log: str, limit: str, text: str, settings: _Settings
@@ -360,8 +369,10 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
                                 message="not handed in", failed=[]))
             continue
         (target / f"{name}.ipynb").write_text(hand_ins[name])
-        code, log, limit = _autograde(student, name, course=course, work_dir=work_dir,
-                                      home=home, settings=settings)
+        began = time.monotonic()
+        code, log, limit, peak = _autograde(student, name, course=course, work_dir=work_dir,
+                                            home=home, settings=settings)
+        took = time.monotonic() - began
         notes = _messages(code, log, limit, hand_ins[name], settings)
         graded = course / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
         decided = []
@@ -380,7 +391,7 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
                                                     for g in failed))
         results.append(dict(notebook=name, score=sum(scores[name].values()),
                             max_score=sum(points.values()), message="; ".join(notes),
-                            failed=failed))
+                            failed=failed, seconds=took, peak_memory=peak))
     # Feedback from a gradebook that holds nothing but the verdicts.
     shutil.move(course / "clean.db", course / "gradebook.db")
     with _quiet(), Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
@@ -497,7 +508,7 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     to on unless ``UNSAFE_NO_SANDBOX=1``; when on and no sandbox can start here, RuntimeError
     says why. `jobs` defaults to :func:`default_jobs`.
     """
-    root = repo_root()
+    root, began = repo_root(), time.monotonic()
     if use_sandbox is None:
         use_sandbox = os.environ.get("UNSAFE_NO_SANDBOX") != "1"
     if use_sandbox and (reason := sandbox.unavailable()):
@@ -532,21 +543,26 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="truth") as pool:
         settings.truths = dict(zip(graded, pool.map(
             lambda n: _truth(n, settings, course), graded), strict=True))
+    LAST_RUN.clear()
+    LAST_RUN.update(jobs=jobs, truths=time.monotonic() - began)
 
     results: list[Result] = []
 
     def report(one: dict) -> None:
         for r in one["results"]:
             results.append(Result(one["student"], r["notebook"], r["score"], r["max_score"],
-                                  r["message"], tuple(r["failed"]), one["worker"]))
+                                  r["message"], tuple(r["failed"]), one["worker"],
+                                  r.get("seconds", 0.0), r.get("peak_memory", 0)))
             print(f"{one['student']:>12} {r['notebook']:<24} {r['score']:g}/{r['max_score']:g}"
                   f"  [{one['worker']}]  {r['message']}", flush=True)
         for name, page in one["feedback"].items():
             (feedback / one["student"]).mkdir(parents=True, exist_ok=True)
             (feedback / one["student"] / f"{name}.html").write_bytes(base64.b64decode(page))
 
+    began = time.monotonic()
     done = _map(settings, {s: {n: t for n, t in nbs.items() if n in graded}
                            for s, nbs in hand_ins.items()}, jobs, scheduler, course, report)
+    LAST_RUN.update(hand_ins=time.monotonic() - began)
     _merge(course, done)
     results.sort(key=lambda r: (r.student, r.notebook))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -559,6 +575,8 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     with (feedback / "messages.csv").open("w", newline="") as f:
         csv.writer(f).writerows([["student", "notebook", "message"]] + [
             [r.student, r.notebook, r.message] for r in results if r.message])
+    print(f"course and truths {LAST_RUN['truths']:.0f} s, {len(results)} hand-ins "
+          f"{LAST_RUN['hand_ins']:.0f} s ({jobs} at a time)")
     print(f"{len(results)} grades → {out}; feedback → {feedback}/STUDENT/NN_name.html, "
           f"messages → {feedback / 'messages.csv'}; class gradebook → {course / 'gradebook.db'}")
     return results

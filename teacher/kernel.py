@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                          limits=limits)
     Path(conf["report"]).write_text(json.dumps(dict(
         returncode=result.returncode, limit_hit=result.limit_hit, message=result.message,
-        seconds=result.seconds)))
+        seconds=result.seconds, peak_rss=result.peak_rss)))
     if result.limit_hit or result.returncode:
         sys.stderr.write(result.output[-2000:])
     return result.returncode if result.returncode >= 0 else 1

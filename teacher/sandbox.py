@@ -179,6 +179,9 @@ class SandboxResult:
     """The limits it ran under."""
     seconds: float
     """Wall-clock duration."""
+    peak_rss: int = 0
+    """The largest resident memory the watchdog saw, all processes plus /tmp and /dev/shm
+    (RSS, so an upper bound of the PSS that the memory limit counts)."""
 
     @property
     def message(self) -> str | None:
@@ -514,6 +517,7 @@ def run(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = ()
     output = _Output(proc.stdout)
     pidfd = None
     limit_hit = None
+    peak = 0
     try:
         info = _read_info(info_r, start + 30)
         init_pid = info.get("child-pid")
@@ -538,6 +542,7 @@ def run(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = ()
                 root = root or _sandbox_root(init_pid)
                 usage = _usage(f"{root}/proc") if root else _Usage()
                 tmpfs = _tmpfs_used(root) if root else 0
+                peak = max(peak, usage.rss + tmpfs)
                 if (usage.rss + tmpfs > limits.memory
                         and _pss(f"{root}/proc", usage.pids) + tmpfs > limits.memory):
                     limit_hit = "memory"
@@ -571,4 +576,4 @@ def run(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = ()
     if limit_hit is None and returncode == 128 + signal.SIGXCPU:
         limit_hit = "cpu"
     return SandboxResult(returncode=returncode, output=output.text(), limit_hit=limit_hit,
-                         limits=limits, seconds=time.monotonic() - start)
+                         limits=limits, seconds=time.monotonic() - start, peak_rss=peak)
