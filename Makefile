@@ -61,6 +61,13 @@ grade: $(STAMP)
 	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT) \
 	  $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
+# The README's figures: after a full `make run` (not SMOKE), copy its figures from build/images/
+# into the committed images/ (refuses, copying nothing, when a figure was drawn under SMOKE=1).
+# Running a notebook never writes into images/ itself.
+.PHONY: readme-figures
+readme-figures: $(STAMP)
+	$(PY) -m helpers.plotting --readme-figures
+
 lint: $(STAMP)
 	$(PY) -m ruff check helpers teacher tests notebooks benchmarks source
 
