@@ -39,7 +39,8 @@ def test_the_release_holds_what_a_student_needs(student):
     sources = sorted(p.name for p in (ROOT / "source" / "voc").glob("[0-9][0-9]_*.ipynb"))
     assert sorted(p.name for p in (student / "notebooks").glob("*.ipynb")) == sources
     make = (student / "Makefile").read_text()
-    assert "env:" in make and "run:" in make and "grade" not in make and "assign" not in make
+    assert "\nenv:" in make and "\nrun:" in make
+    assert "\ngrade:" not in make and "\nassign:" not in make and "nbgrader" not in make
 
 
 def test_no_solution_hidden_test_or_teacher_tool_in_the_release(student):
