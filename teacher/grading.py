@@ -341,7 +341,8 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
     """Grade one student's notebooks (name → JSON text) in a course folder of their own.
 
     Returns plain data: ``results`` (one dict per notebook), ``scores`` (notebook → test
-    grade_id → points earned) and ``feedback`` (notebook → HTML, base64).
+    grade_id → points earned), ``feedback`` (notebook → HTML, base64) and ``graded`` (notebook →
+    the notebook as nbgrader ran it, JSON text).
     """
     from nbgrader.api import Gradebook
 
@@ -362,7 +363,7 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
     home.mkdir()
     work_dir = Path(settings.work_root) / student
     work_dir.mkdir(parents=True, exist_ok=True)
-    results, scores = [], {}
+    results, scores, kept = [], {}, {}
     for name, points in settings.points.items():
         if name not in hand_ins:
             results.append(dict(notebook=name, score=0.0, max_score=sum(points.values()),
@@ -377,6 +378,7 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
         graded = course / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
         decided = []
         if graded.is_file() and not graded.is_symlink():
+            kept[name] = graded.read_text(errors="replace")
             try:
                 decided = verdicts(nbformat.read(graded, as_version=4),
                                    nbformat.reads(settings.truths[name], as_version=4))
@@ -412,7 +414,7 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
             print(f"{student}: nbgrader generate_feedback failed:\n{log[-1000:]}",
                   file=sys.stderr)
     shutil.rmtree(course, ignore_errors=True)
-    return dict(student=student, results=results, scores=scores, feedback=html,
+    return dict(student=student, results=results, scores=scores, feedback=html, graded=kept,
                 worker=_worker())
 
 
@@ -454,9 +456,15 @@ def _hand_ins(submitted: Path, notebooks: list[str]) -> dict[str, dict[str, str]
 
 
 def _merge(course: Path, graded: list[dict]) -> None:
-    """Write every student's scores into the class gradebook (this process only)."""
+    """Write every student's scores into the class gradebook (this process only), and their
+    graded notebooks where nbgrader keeps them (``autograded/STUDENT/voc/``)."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    for one in graded:
+        folder = course / "autograded" / one["student"] / ASSIGNMENT
+        for name, text in one.get("graded", {}).items():
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{name}.ipynb").write_text(text)
     with _quiet(), Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for one in graded:
             student = one["student"]
