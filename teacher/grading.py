@@ -46,6 +46,7 @@ import base64
 import contextlib
 import csv
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -57,7 +58,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -139,7 +140,6 @@ class _Settings:
     notebook_timeout: int
     use_sandbox: bool
     threads: int
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def default_jobs(limits: sandbox.Limits | None = None) -> int:
@@ -226,7 +226,7 @@ def _kernel_env(settings: _Settings, home: Path, work_dir: Path) -> dict[str, st
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     bindir = str(Path(sys.executable).parent)
     threads = str(settings.threads)
-    env.update(settings.env, PATH=f"{bindir}:/usr/local/bin:/usr/bin:/bin", HOME=str(home),
+    env.update(PATH=f"{bindir}:/usr/local/bin:/usr/bin:/bin", HOME=str(home),
                VOC_ROOT=settings.voc_root, WORK_DIR=str(work_dir), MPLBACKEND="Agg",
                OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                OPENBLAS_NUM_THREADS=threads, PYTHONHASHSEED="0")
@@ -292,8 +292,6 @@ def _autograde(student: str, name: str, *, course: Path, work_dir: Path, home: P
             shutil.rmtree(ipc, ignore_errors=True)
     limit, peak = "", 0
     if report.is_file():
-        import json
-
         ended = json.loads(report.read_text())
         peak = int(ended.get("peak_rss") or 0)
         if ended.get("limit_hit") and ended["limit_hit"] != "wall":
@@ -332,6 +330,26 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _record_scores(db: Path, graded: list[dict]) -> None:
+    """Write the verdicts of `graded` (one dict per student: ``student``, ``scores``) into the
+    gradebook `db`, as nbgrader's auto scores, creating each student's submission."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with _quiet(), Gradebook(f"sqlite:///{db}") as gb:
+        for one in graded:
+            student = one["student"]
+            gb.update_or_create_student(student)
+            try:
+                gb.find_submission(ASSIGNMENT, student)
+            except MissingEntry:
+                gb.add_submission(ASSIGNMENT, student)
+            for name, earned in one["scores"].items():
+                for grade_id, value in earned.items():
+                    grade = gb.find_grade(grade_id, name, ASSIGNMENT, student)
+                    grade.auto_score, grade.manual_score = value, None
+        gb.db.commit()
+
+
 def _worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
@@ -344,8 +362,6 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
     grade_id → points earned), ``feedback`` (notebook → HTML, base64) and ``graded`` (notebook →
     the notebook as nbgrader ran it, JSON text).
     """
-    from nbgrader.api import Gradebook
-
     # A Dask worker grades in a folder of its own process: workers on one machine share /tmp.
     base = Path(scratch) / "voc-grading" if scratch else \
         Path(tempfile.gettempdir()) / f"voc-grading-{os.getpid()}"
@@ -396,14 +412,7 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
                             failed=failed, seconds=took, peak_memory=peak))
     # Feedback from a gradebook that holds nothing but the verdicts.
     shutil.move(course / "clean.db", course / "gradebook.db")
-    with _quiet(), Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        gb.update_or_create_student(student)
-        gb.add_submission(ASSIGNMENT, student)
-        for name, earned in scores.items():
-            for grade_id, value in earned.items():
-                grade = gb.find_grade(grade_id, name, ASSIGNMENT, student)
-                grade.auto_score, grade.manual_score = value, None
-        gb.db.commit()
+    _record_scores(course / "gradebook.db", [dict(student=student, scores=scores)])
     html = {}
     if scores:
         code, log = _nbgrader(["generate_feedback", ASSIGNMENT, f"--student={student}",
@@ -458,26 +467,12 @@ def _hand_ins(submitted: Path, notebooks: list[str]) -> dict[str, dict[str, str]
 def _merge(course: Path, graded: list[dict]) -> None:
     """Write every student's scores into the class gradebook (this process only), and their
     graded notebooks where nbgrader keeps them (``autograded/STUDENT/voc/``)."""
-    from nbgrader.api import Gradebook, MissingEntry
-
     for one in graded:
         folder = course / "autograded" / one["student"] / ASSIGNMENT
         for name, text in one.get("graded", {}).items():
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{name}.ipynb").write_text(text)
-    with _quiet(), Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for one in graded:
-            student = one["student"]
-            gb.update_or_create_student(student)
-            try:
-                gb.find_submission(ASSIGNMENT, student)
-            except MissingEntry:
-                gb.add_submission(ASSIGNMENT, student)
-            for name, earned in one["scores"].items():
-                for grade_id, value in earned.items():
-                    grade = gb.find_grade(grade_id, name, ASSIGNMENT, student)
-                    grade.auto_score, grade.manual_score = value, None
-        gb.db.commit()
+    _record_scores(course / "gradebook.db", graded)
 
 
 def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,

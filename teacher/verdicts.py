@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,7 +217,3 @@ def verdicts(graded, truth) -> list[Verdict]:
             result.append(Verdict(grade_id, True))
     return result
 
-
-def failed_ids(result: Iterable[Verdict]) -> tuple[str, ...]:
-    """The grade_ids of the test cells that did not pass."""
-    return tuple(v.grade_id for v in result if not v.passed)
