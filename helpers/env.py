@@ -19,6 +19,7 @@ import platform
 import random
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,23 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def quiet_known_warnings() -> None:
+    """Hide the library warnings the course triggers on purpose and knows to be harmless.
+
+    Each filter matches one message from one library module, so a new or real warning still
+    shows. Jupyter draws every warning as a pink stderr box that students read as an error.
+    """
+    # mmseg 1.2's decode heads still build their losses with its own deprecated `build_loss`
+    # (mmseg/models/builder.py), so every model build warns about mmseg's code, not ours.
+    warnings.filterwarnings("ignore", message=r"``build_loss`` would be deprecated soon",
+                            category=UserWarning, module=r"mmseg\.models\.builder")
+    # mmseg's CrossEntropyLoss advises `avg_non_ignore=True` whenever it is False; the course's
+    # recipes keep the default, as mmseg's own PSPNet configs do.
+    warnings.filterwarnings("ignore", message=r"Default ``avg_non_ignore`` is False",
+                            category=UserWarning,
+                            module=r"mmseg\.models\.losses\.cross_entropy_loss")
+
+
 def setup_notebook(name: str, seed: int = 0) -> Setup:
     """Prepare a notebook: repo root as working folder, seeds, plotting defaults, figure folder.
 
@@ -116,6 +134,7 @@ def setup_notebook(name: str, seed: int = 0) -> Setup:
     root = repo_root()
     os.chdir(root)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    quiet_known_warnings()
     seed_everything(seed)
 
     import matplotlib
