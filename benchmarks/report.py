@@ -143,6 +143,44 @@ def int8_section(result: dict) -> list[str]:
     return out
 
 
+def families_section(runs: dict | None) -> list[str]:
+    """Every CPU family's stored run (results.json ``runs``): machine, size, × ORT fp32 per path.
+
+    Notebook 05 shows the same ratios beside the student's own measurement. A reference family
+    without a run is listed with the reason it is missing.
+    """
+    if not runs:
+        return []
+    out = ["## Reference runs by CPU family", "",
+           "`results.json` keeps one run per CPU family; `make bench` replaces only the entry of "
+           "the family it ran on. Speed-up over ONNX Runtime fp32 at the largest size each run "
+           "measured (notebook 05 puts the student's own measurement beside these):", "",
+           "| CPU family | machine | size | ORT INT8 | OpenVINO fp32 | OpenVINO INT8 | runs |",
+           "|---|---|---|---|---|---|---|"]
+    for family, run in runs.items():
+        if "missing" in run:
+            out.append(f"| {family} | — | — | — | — | — | {run['missing']} |")
+            continue
+        sizes = (run.get("summary") or {}).get("sizes") or {}
+        size = max(sizes, key=lambda s: int(s.split("x")[0])) if sizes else None
+        rows = sizes.get(size) or {}
+        base = (rows.get("ort_fp32") or {}).get("latency_s")
+
+        def ratio(path: str, rows: dict = rows, base: float | None = base) -> str:
+            t = (rows.get(path) or {}).get("latency_s")
+            return f"{base / t:.2f}×" if base and t else "—"
+
+        runs_of = sorted({f.get("runs") for f in (run.get("results") or {}).get(
+            "inference", {}).get("figures", {}).values() if f.get("runs")})
+        note = (run.get("note") or "") or (f"{'/'.join(map(str, runs_of))} timed runs per path"
+                                           if runs_of else "")
+        out.append(f"| {family} | {(run.get('machine') or {}).get('name', '?')} | {size or '—'} | "
+                   f"{ratio('ort_int8')} | {ratio('openvino_fp32')} | {ratio('openvino_int8')} "
+                   f"| {note} |")
+    out.append("")
+    return out
+
+
 def amx_section(amx: dict | None) -> list[str]:
     """The int8 kernel paths on an Intel CPU with AMX (results_int8_amx.json)."""
     if not amx:
@@ -215,8 +253,9 @@ def grading_section(grade: dict) -> list[str]:
 
 def markdown(results: dict, info: dict, summary: dict, quick: bool,
              gpu: dict | None = None, amx: dict | None = None,
-             grade: dict | None = None) -> str:
-    """RESULTS.md: machine, summary, INT8 profile, then every benchmark's figures."""
+             grade: dict | None = None, runs: dict | None = None) -> str:
+    """RESULTS.md: machine, summary, the runs of every CPU family, INT8 profile, then every
+    benchmark's figures."""
     out = ["# Benchmark results", "",
            f"Written by `make bench` (`benchmarks/run_all.py{' --quick' if quick else ''}`) on "
            f"{time.strftime('%Y-%m-%d')}. Machines differ: compare ratios and fractions of the "
@@ -228,6 +267,7 @@ def markdown(results: dict, info: dict, summary: dict, quick: bool,
         out.append(f"| {key} | {value} |")
     out += ["", "![latency](../images/bench_latency.png)", ""]
     out += summary_section(summary, info, results)
+    out += families_section(runs)
     out += int8_section(results.get("int8", {}))
     out += amx_section(amx)
     for name, result in results.items():

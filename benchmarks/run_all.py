@@ -5,8 +5,11 @@
 Each `bench_*.py` prints one `RESULT {json}` line (see common.py); this script runs them one after
 the other (never in parallel: they time the same cores), keeps their figures with the machine's
 description, joins limits, latency and mIoU into the per-path summary (summary.py), and writes
-RESULTS.md and images/bench_latency.png (report.py). The GPU figures of bench_gpu.py, measured on
-a machine with a GPU, are shown from benchmarks/results_gpu.json when that file exists.
+RESULTS.md and images/bench_latency.png (report.py). results.json keeps one run per CPU family
+("AMD Zen 5", "Intel with AMX", ...: ``helpers.bench_results.cpu_family``); a run replaces only
+its own family's entry, and RESULTS.md lists every family's run beside this one. The GPU
+figures of bench_gpu.py, measured on a machine with a GPU, are shown from
+benchmarks/results_gpu.json when that file exists.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 from common import ROOT, machine
 from report import markdown, plot_latency, readme_rows, rewrite_readme
 from summary import summarize_run
+
+from helpers.bench_results import cpu_family, load_runs, store_run
 
 HERE = Path(__file__).resolve().parent
 #: every CPU bench_<name>.py, in this order: the limits first, then the paths measured against them
@@ -63,23 +68,31 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=ORDER, help="run only these benchmarks")
     parser.add_argument("--render", action="store_true",
                         help="run nothing: rewrite RESULTS.md and the plot from results.json")
+    parser.add_argument("--family", help="with --render: the CPU family whose run RESULTS.md "
+                        "and the README show (default: the first reference family with a run)")
     args = parser.parse_args()
     results_path = HERE / "results.json"
-    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
+    info = machine()
+    runs = load_runs(results_path)
+    stored = {f: run for f, run in runs.items() if "missing" not in run}
+    family = cpu_family(info)
+    if args.render:
+        family = args.family or next(iter(stored), family)
+    previous = stored.get(family, {})
     results = previous.get("results", {}) if args.only or args.render else {}
     for name in [] if args.render else args.only or ORDER:
         results[name] = run_bench(name, args.quick)
     results = {name: results[name] for name in ORDER if name in results}
-    info = previous.get("machine") if args.render else machine()
+    info = previous.get("machine", {}) if args.render else info
     summary = summarize_run(results)
-    results_path.write_text(json.dumps({"machine": info, "summary": summary,
-                                        "results": results}, indent=2, default=float))
+    store_run({"machine": info, "summary": summary, "results": results}, results_path)
+    runs = load_runs(results_path)
     plot_latency(summary, ROOT / "images" / "bench_latency.png")
     gpu, amx, grade = (json.loads(p.read_text()) if p.exists() else None
                        for p in (GPU_RESULTS, AMX_RESULTS, GRADE_RESULTS))
     (HERE / "RESULTS.md").write_text(markdown(results, info, summary, args.quick, gpu, amx,
-                                              grade))
-    print(f"wrote {HERE / 'RESULTS.md'} and {results_path}")
+                                              grade, runs))
+    print(f"wrote {HERE / 'RESULTS.md'} and {results_path} (entry {family!r})")
     if not args.quick and rewrite_readme(ROOT / "README.md", readme_rows(results, info, summary)):
         print(f"rewrote the figures in {ROOT / 'README.md'}")
     failed = [name for name, result in results.items() if result.get("error")]

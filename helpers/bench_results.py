@@ -5,6 +5,13 @@ it ran on (machines differ: only ratios and fractions of limits measured in the 
 compare), and recommends the fastest path that keeps the mIoU. Every key is read defensively:
 a run without OpenVINO, without the accuracy benchmark or from an older version of the
 benchmarks simply has fewer columns or rows.
+
+results.json keeps one run per CPU family (:func:`cpu_family`: "AMD Zen 5", "Intel with AMX",
+...) under ``runs``; ``make bench`` replaces only the entry of the family it ran on
+(:func:`store_run`). A reference family without a run is stored as ``{"missing": why}``.
+Notebook 05 times ONNX Runtime (and OpenVINO, where installed) on the student's own machine;
+:func:`measured_table` and :func:`recommend` turn those timings into advice, and
+:func:`beside_references` shows them next to every stored run, each named by its CPU.
 """
 
 from __future__ import annotations
@@ -15,24 +22,101 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ISA_NAMES", "cpu_flags", "int8_profile", "int8_variants", "load_results",
-           "machine_summary", "recommend", "speed_table", "this_cpu"]
+__all__ = ["ISA_NAMES", "REFERENCE_FAMILIES", "beside_references", "cpu_family", "cpu_flags",
+           "int8_profile", "int8_variants", "load_results", "load_runs", "machine_summary",
+           "measured_table", "recommend", "speed_table", "store_run", "this_cpu"]
 
 #: /proc/cpuinfo flags that decide which matrix kernels an engine can use, and their names.
 ISA_NAMES = {"avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
              "avx512_bf16": "AVX-512 BF16", "amx_int8": "AMX int8", "amx_bf16": "AMX bf16"}
 
 
-def load_results(path: str | Path | None = None) -> dict:
-    """benchmarks/results.json as a dict ({} when the file is missing or unreadable)."""
+#: the CPU families whose runs the course keeps as references, each its own entry in results.json
+REFERENCE_FAMILIES = ("AMD Zen 5", "Intel with AMX")
+#: notebook 05's names of the paths a student can time, and the benchmarks' names for them
+PATH_NAMES = {"ORT fp32": "ort_fp32", "ORT INT8": "ort_int8", "OpenVINO fp32": "openvino_fp32",
+              "OpenVINO INT8": "openvino_int8"}
+#: what a reference family without a run says (the kernel-level AMX figures are not a whole run)
+MISSING = {"Intel with AMX": "no whole-network run on an Intel CPU with AMX is stored yet: "
+                             "benchmarks/results_int8_amx.json holds single convolutions and "
+                             "GEMMs only. Run `make bench` on such a machine to add it."}
+
+
+def _results_path(path: str | Path | None) -> Path:
     if path is None:
         from helpers.env import repo_root
 
-        path = repo_root() / "benchmarks" / "results.json"
+        return repo_root() / "benchmarks" / "results.json"
+    return Path(path)
+
+
+def cpu_family(machine: dict) -> str:
+    """The CPU family a run's ``machine`` belongs to: "AMD Zen 5", "Intel with AMX", ...
+
+    AMD by microarchitecture (cpu family 26 is Zen 5, 25 is Zen 3 or 4), Intel by whether it has
+    AMX int8 tiles (the matrix unit that decides which int8 kernels are fastest); anything else
+    by its vendor.
+    """
+    vendor, family = machine.get("vendor"), machine.get("cpu_family")
+    if vendor == "AuthenticAMD":
+        model = machine.get("cpu_model") or 0
+        zen = {26: "Zen 5", 25: "Zen 4" if model >= 0x10 else "Zen 3", 23: "Zen 2"}.get(family)
+        return f"AMD {zen}" if zen else "AMD"
+    if vendor == "GenuineIntel":
+        return "Intel with AMX" if (machine.get("isa") or {}).get("amx_int8") else \
+            "Intel without AMX"
+    return vendor or machine.get("cpu") or "unknown CPU"
+
+
+def load_runs(path: str | Path | None = None) -> dict[str, dict]:
+    """Every run in results.json by CPU family, the reference families first.
+
+    A reference family without a run maps to ``{"missing": why}``. A results file of the older
+    one-run form (``machine``, ``summary``, ``results`` at the top) is one family's run.
+    """
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(_results_path(path).read_text())
     except (OSError, ValueError):
-        return {}
+        data = {}
+    if "runs" in data:
+        runs = dict(data["runs"])
+    elif data.get("machine"):
+        runs = {cpu_family(data["machine"]): data}
+    else:
+        runs = {}
+    missing = {f: {"missing": MISSING.get(f, f"no run on an {f} CPU is stored yet.")}
+               for f in REFERENCE_FAMILIES}
+    return {**{f: runs.get(f) or missing[f] for f in REFERENCE_FAMILIES},
+            **{f: run for f, run in runs.items() if f not in REFERENCE_FAMILIES}}
+
+
+def load_results(path: str | Path | None = None, family: str | None = None) -> dict:
+    """One run of benchmarks/results.json ({} when there is none or the file is unreadable).
+
+    ``family``: that CPU family's run; by default the first reference family that has one.
+    """
+    runs = load_runs(path)
+    if family is not None:
+        run = runs.get(family) or {}
+        return {} if "missing" in run else run
+    return next((run for run in runs.values() if "missing" not in run), {})
+
+
+def store_run(run: dict, path: str | Path | None = None) -> str:
+    """Write ``run`` into results.json as its CPU family's entry, keeping every other family's.
+
+    Returns the family. The file is rewritten in the ``runs`` form even if it held the older
+    one-run form (whose run is kept under its own family).
+    """
+    family = cpu_family(run.get("machine") or {})
+    path = _results_path(path)
+    runs = load_runs(path)
+    runs[family] = run
+    about = ("One `make bench` run per CPU family (benchmarks/run_all.py replaces only the entry "
+             "of the family it ran on); a reference family without a run says why under "
+             "`missing`. Compare ratios across families, not seconds.")
+    path.write_text(json.dumps({"about": about, "runs": runs}, indent=2, default=float) + "\n")
+    return family
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, bool]:
@@ -101,21 +185,28 @@ def speed_table(results: dict, size: str | None = None) -> pd.DataFrame:
 
 
 def recommend(table: pd.DataFrame, max_drop: float = 1.0) -> str:
-    """The fastest path of ``table`` whose mIoU drop is at most ``max_drop``, said in a sentence."""
+    """The fastest path of ``table`` whose mIoU drop is at most ``max_drop``, said in a sentence.
+
+    ``table`` is a :func:`speed_table` (ratios to eager fp32) or a :func:`measured_table`
+    (ratios to ONNX Runtime fp32): the first ``× ...`` column names the baseline. A path whose
+    mIoU was not measured (drop NaN) is never recommended, however fast.
+    """
     if table.empty or "latency (s)" not in table:
         return "No speed figures yet: run `make bench` (benchmarks/run_all.py)."
+    ratio = next((c for c in table.columns if str(c).startswith("× ")), "× eager fp32")
+    baseline = ratio[2:]
     fastest = table["latency (s)"].idxmin()
     if "mIoU drop" not in table or table["mIoU drop"].isna().all():
         return (f"Fastest here: {fastest}. Its mIoU was not measured in this run; measure it "
                 "before you ship it (compare_miou, section 7).")
     keeps = table[table["mIoU drop"].notna() & (table["mIoU drop"] <= max_drop)]
     if keeps.empty:
-        return f"No path keeps the mIoU within {max_drop} point(s); stay with eager fp32."
+        return f"No path keeps the mIoU within {max_drop} point(s); stay with {baseline}."
     best = keeps["latency (s)"].idxmin()
     row = keeps.loc[best]
     drop = float(row["mIoU drop"])
     cost = f"losing {drop:.2f}" if drop > 0 else f"gaining {-drop:.2f}" if drop < 0 else "losing no"
-    text = (f"Recommended: {best}, {row.get('× eager fp32', float('nan')):.2f}× eager fp32, "
+    text = (f"Recommended: {best}, {row.get(ratio, float('nan')):.2f}× {baseline}, "
             f"{cost} mIoU points (a drop ≤ {max_drop} keeps the mIoU).")
     if best != fastest:
         lost = table.loc[fastest].get("mIoU drop")
@@ -157,3 +248,66 @@ def int8_variants(results: dict) -> pd.DataFrame:
     table = pd.DataFrame({"latency (s)": latency}).rename_axis("ORT INT8 variant")
     table["× the form chosen here"] = chosen / table["latency (s)"]
     return table.sort_values("latency (s)").round(3)
+
+
+def measured_table(latency: dict[str, float], miou: dict[str, float] | pd.Series | None = None,
+                   baseline: str = "ORT fp32") -> pd.DataFrame:
+    """Timings taken on this machine as a table for :func:`recommend`, fastest first.
+
+    ``latency``: median seconds per path ("ORT fp32", "ORT INT8", "OpenVINO INT8", ...).
+    ``miou``: the mIoU each path kept where the lesson measured it (section 7's table); a path
+    without one gets no mIoU drop and is shown but never recommended. Columns: latency (s),
+    × ``baseline`` (its latency / the path's), mIoU and mIoU drop (``baseline``'s mIoU minus
+    the path's).
+    """
+    if not latency:
+        return pd.DataFrame(columns=["latency (s)", f"× {baseline}", "mIoU", "mIoU drop"])
+    miou = dict(miou if miou is not None else {})
+    table = pd.DataFrame({"latency (s)": pd.Series(latency, dtype=float)}).rename_axis(
+        "path (this machine)")
+    base = latency.get(baseline)
+    table[f"× {baseline}"] = base / table["latency (s)"] if base else float("nan")
+    table["mIoU"] = [float(miou[p]) if miou.get(p) is not None else float("nan")
+                     for p in table.index]
+    reference = miou.get(baseline)
+    table["mIoU drop"] = (float(reference) - table["mIoU"]) if reference is not None \
+        else float("nan")
+    return table.sort_values("latency (s)")
+
+
+def _reference_ratios(run: dict, size: int | None, baseline: str) -> tuple[str | None, dict]:
+    """(size used, {notebook path name: × baseline}) from one stored run's summary."""
+    sizes = ((run.get("summary") or {}).get("sizes")) or {}
+    if not sizes:
+        return None, {}
+    key = f"{size}x{size}" if size and f"{size}x{size}" in sizes else \
+        max(sizes, key=lambda s: int(s.split("x")[0]))
+    rows = sizes[key]
+    base = (rows.get(PATH_NAMES[baseline]) or {}).get("latency_s")
+    return key, {name: base / rows[path]["latency_s"] for name, path in PATH_NAMES.items()
+                 if base and (rows.get(path) or {}).get("latency_s")}
+
+
+def beside_references(mine: pd.DataFrame, runs: dict[str, dict], here: str = "",
+                      size: int | None = None, baseline: str = "ORT fp32") -> pd.DataFrame:
+    """Each path's speed-up over ``baseline``: this machine's beside every stored run.
+
+    One column per machine, named by its CPU (``here`` for this machine; ``family: machine
+    name (size)`` for a stored run, at ``size`` where the run has it), one row per path of
+    :data:`PATH_NAMES`; a family without a run keeps its column, empty, named as missing.
+    Ratios compare across machines, seconds do not.
+    """
+    ratio = f"× {baseline}"
+    columns: dict[str, pd.Series] = {}
+    if ratio in mine:
+        columns[f"this machine: {here or 'unknown CPU'}"] = mine[ratio]
+    for family, run in runs.items():
+        if "missing" in run:
+            columns[f"{family}: no run yet"] = pd.Series(dtype=float)
+            continue
+        key, ratios = _reference_ratios(run, size, baseline)
+        name = (run.get("machine") or {}).get("name") or family
+        columns[f"{family}: {name} ({key})"] = pd.Series(ratios, dtype=float)
+    table = pd.DataFrame(columns).reindex(list(PATH_NAMES)).dropna(how="all")
+    return table.rename_axis(f"{ratio} (higher is faster)").round(2)
+

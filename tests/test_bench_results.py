@@ -124,11 +124,13 @@ def test_the_readme_figures_are_the_committed_results(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(repo_root() / "benchmarks"))
     import report
 
-    saved = json.loads((repo_root() / "benchmarks" / "results.json").read_text())
-    rows = report.readme_rows(saved["results"], saved["machine"], saved["summary"])
+    runs = bench_results.load_runs()
     readme = (repo_root() / "README.md").read_text()
     block = readme.split(report.README_START)[1].split(report.README_END)[0]
-    assert block.strip().splitlines() == rows  # `make bench` wrote them; nobody edited them
+    written = [report.readme_rows(run["results"], run["machine"], run["summary"])
+               for run in runs.values() if "missing" not in run]
+    rows = next((r for r in written if block.strip().splitlines() == r), None)
+    assert rows is not None  # `make bench` wrote them from one stored run; nobody edited them
     assert any("eager" in row and "×" in row for row in rows)
     copy = tmp_path / "README.md"
     copy.write_text(f"intro\n{report.README_START}\nold figure\n{report.README_END}\nrest\n")
@@ -137,3 +139,149 @@ def test_the_readme_figures_are_the_committed_results(tmp_path, monkeypatch):
                                 "\nrest\n")
     copy.write_text("no markers\n")
     assert not report.rewrite_readme(copy, ["| a | b |"]) and copy.read_text() == "no markers\n"
+
+
+def _machine(vendor: str, family: int, model: int, amx: bool = False, name: str = "") -> dict:
+    return {"name": name or f"{vendor} {family}/{model}", "vendor": vendor, "cpu_family": family,
+            "cpu_model": model, "isa": {"avx512f": True, "amx_int8": amx}}
+
+
+ZEN5 = {"machine": _machine("AuthenticAMD", 26, 2, name="2-core AMD EPYC (Zen 5)"),
+        "summary": {"sizes": {"512x512": {"ort_fp32": _row(0.7, 1.4, 0.0),
+                                          "ort_int8": _row(0.2, 4.9, 0.0),
+                                          "openvino_int8": _row(0.175, 5.6, 0.0)}}},
+        "results": {}}
+
+
+def test_cpu_families():
+    assert bench_results.cpu_family(ZEN5["machine"]) == "AMD Zen 5"
+    assert bench_results.cpu_family(_machine("AuthenticAMD", 25, 0x11)) == "AMD Zen 4"
+    assert bench_results.cpu_family(_machine("GenuineIntel", 6, 143, amx=True)) == \
+        "Intel with AMX"
+    assert bench_results.cpu_family(_machine("GenuineIntel", 6, 207)) == "Intel without AMX"
+    assert bench_results.cpu_family({}) == "unknown CPU"
+
+
+def test_a_new_run_replaces_only_its_own_family(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(ZEN5))  # the older one-run form
+    runs = bench_results.load_runs(path)
+    assert list(runs) == ["AMD Zen 5", "Intel with AMX"]
+    assert "results_int8_amx.json" in runs["Intel with AMX"]["missing"]  # shown, never invented
+    amx = {**ZEN5, "machine": _machine("GenuineIntel", 6, 143, amx=True, name="Xeon AMX")}
+    assert bench_results.store_run(amx, path) == "Intel with AMX"
+    again = {**ZEN5, "note": "second Zen 5 run"}
+    assert bench_results.store_run(again, path) == "AMD Zen 5"
+    saved = json.loads(path.read_text())
+    assert list(saved["runs"]) == ["AMD Zen 5", "Intel with AMX"] and "about" in saved
+    assert saved["runs"]["AMD Zen 5"]["note"] == "second Zen 5 run"
+    assert saved["runs"]["Intel with AMX"]["machine"]["name"] == "Xeon AMX"
+    other = {**ZEN5, "machine": _machine("GenuineIntel", 6, 207, name="no AMX")}
+    bench_results.store_run(other, path)
+    assert list(bench_results.load_runs(path)) == ["AMD Zen 5", "Intel with AMX",
+                                                   "Intel without AMX"]
+    assert bench_results.load_results(path)["machine"]["name"] == "2-core AMD EPYC (Zen 5)"
+    assert bench_results.load_results(path, "Intel without AMX")["machine"]["name"] == "no AMX"
+    assert bench_results.load_results(tmp_path / "none.json", "Intel with AMX") == {}
+
+
+def test_the_repository_keeps_one_run_per_reference_family():
+    runs = bench_results.load_runs()
+    assert set(bench_results.REFERENCE_FAMILIES) <= set(runs)
+    for family, run in runs.items():
+        assert "missing" in run or bench_results.cpu_family(run["machine"]) == family
+
+
+def test_the_advice_follows_the_measurement():
+    miou = {"PyTorch": 80.0, "ORT fp32": 80.0, "ORT INT8": 79.6}
+    fast_int8 = bench_results.measured_table({"ORT fp32": 0.8, "ORT INT8": 0.2}, miou)
+    assert list(fast_int8.index) == ["ORT INT8", "ORT fp32"]
+    assert fast_int8.loc["ORT INT8", "× ORT fp32"] == pytest.approx(4.0)
+    assert fast_int8.loc["ORT INT8", "mIoU drop"] == pytest.approx(0.4)
+    assert bench_results.recommend(fast_int8).startswith(
+        "Recommended: ORT INT8, 4.00× ORT fp32, losing 0.40 mIoU points")
+    slow_int8 = bench_results.measured_table({"ORT fp32": 0.8, "ORT INT8": 1.1}, miou)
+    assert bench_results.recommend(slow_int8).startswith("Recommended: ORT fp32, 1.00× ORT fp32")
+    lossy = bench_results.measured_table({"ORT fp32": 0.8, "ORT INT8": 0.2},
+                                         {**miou, "ORT INT8": 75.0})
+    text = bench_results.recommend(lossy, max_drop=1.0)
+    assert text.startswith("Recommended: ORT fp32") and "ORT INT8, loses 5.00 points" in text
+    # a faster path whose accuracy the lesson did not measure is named, never recommended
+    openvino = bench_results.measured_table(
+        {"ORT fp32": 0.8, "ORT INT8": 0.2, "OpenVINO INT8": 0.1}, miou)
+    text = bench_results.recommend(openvino)
+    assert text.startswith("Recommended: ORT INT8") and "OpenVINO INT8, has no mIoU" in text
+    assert "make bench" in bench_results.recommend(bench_results.measured_table({}))
+
+
+def test_this_machine_beside_the_reference_runs(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(ZEN5))
+    mine = bench_results.measured_table({"ORT fp32": 1.0, "ORT INT8": 0.5},
+                                        {"ORT fp32": 80.0, "ORT INT8": 80.0})
+    table = bench_results.beside_references(mine, bench_results.load_runs(path), "My CPU",
+                                            size=256)
+    assert list(table.columns) == ["this machine: My CPU",
+                                   "AMD Zen 5: 2-core AMD EPYC (Zen 5) (512x512)",
+                                   "Intel with AMX: no run yet"]
+    assert list(table.index) == ["ORT fp32", "ORT INT8", "OpenVINO INT8"]
+    assert table.loc["ORT INT8", "this machine: My CPU"] == 2.0
+    assert table.loc["OpenVINO INT8", "AMD Zen 5: 2-core AMD EPYC (Zen 5) (512x512)"] == 4.0
+    assert table["Intel with AMX: no run yet"].isna().all()
+    assert pd.isna(table.loc["OpenVINO INT8", "this machine: My CPU"])
+
+
+def _conv_model(path, channels: int, layers: int, side: int = 64):
+    """A real ONNX model: `layers` 3x3 convolutions of `channels` channels on a side x side map."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, x = [], [], "x"
+    for i in range(layers):
+        c_in = 3 if i == 0 else channels
+        w = numpy_helper.from_array(rng.standard_normal((channels, c_in, 3, 3)).astype(
+            np.float32) * 0.1, f"w{i}")
+        inits.append(w)
+        nodes.append(helper.make_node("Conv", [x, f"w{i}"], [f"y{i}"], pads=[1, 1, 1, 1]))
+        x = f"y{i}"
+    graph = helper.make_graph(
+        nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, channels, side, side])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _median_seconds(path, runs: int = 5) -> float:
+    """Notebook 05's measurement: one session, a warm-up run, the median of timed runs."""
+    import statistics
+    import time
+
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {"x": np.zeros((1, 3, 64, 64), np.float32)}
+    session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def test_advice_from_timing_real_models(tmp_path):
+    """Two real models ~50x apart in work: whichever one plays INT8, the advice follows it."""
+    small = _median_seconds(_conv_model(tmp_path / "small.onnx", channels=4, layers=1))
+    big = _median_seconds(_conv_model(tmp_path / "big.onnx", channels=32, layers=4))
+    miou = {"ORT fp32": 80.0, "ORT INT8": 79.8}
+    faster = bench_results.measured_table({"ORT fp32": big, "ORT INT8": small}, miou)
+    assert bench_results.recommend(faster).startswith("Recommended: ORT INT8")
+    slower = bench_results.measured_table({"ORT fp32": small, "ORT INT8": big}, miou)
+    assert bench_results.recommend(slower).startswith("Recommended: ORT fp32")
+
