@@ -155,7 +155,7 @@ def families_section(runs: dict | None) -> list[str]:
            "`results.json` keeps one run per CPU family; `make bench` replaces only the entry of "
            "the family it ran on. Speed-up over ONNX Runtime fp32 at the largest size each run "
            "measured (notebook 05 puts the student's own measurement beside these):", "",
-           "| CPU family | machine | size | ORT INT8 | OpenVINO fp32 | OpenVINO INT8 | runs |",
+           "| CPU family | machine | size | ORT INT8 | OpenVINO fp32 | OpenVINO INT8 | notes |",
            "|---|---|---|---|---|---|---|"]
     for family, run in runs.items():
         if "missing" in run:
@@ -170,8 +170,8 @@ def families_section(runs: dict | None) -> list[str]:
             t = (rows.get(path) or {}).get("latency_s")
             return f"{base / t:.2f}×" if base and t else "—"
 
-        runs_of = sorted({f.get("runs") for f in (run.get("results") or {}).get(
-            "inference", {}).get("figures", {}).values() if f.get("runs")})
+        runs_of = sorted({f.get("runs") for name, f in (run.get("results") or {}).get(
+            "inference", {}).get("figures", {}).items() if name.startswith("latency ")})
         note = (run.get("note") or "") or (f"{'/'.join(map(str, runs_of))} timed runs per path"
                                            if runs_of else "")
         out.append(f"| {family} | {(run.get('machine') or {}).get('name', '?')} | {size or '—'} | "

@@ -285,3 +285,18 @@ def test_advice_from_timing_real_models(tmp_path):
     slower = bench_results.measured_table({"ORT fp32": small, "ORT INT8": big}, miou)
     assert bench_results.recommend(slower).startswith("Recommended: ORT fp32")
 
+
+def test_results_md_lists_every_family(tmp_path, monkeypatch):
+    from helpers.env import repo_root
+
+    monkeypatch.syspath_prepend(str(repo_root() / "benchmarks"))
+    import report
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(ZEN5))
+    lines = report.families_section(bench_results.load_runs(path))
+    rows = [line for line in lines if line.startswith("| AMD") or line.startswith("| Intel")]
+    assert rows[0].startswith("| AMD Zen 5 | 2-core AMD EPYC (Zen 5) | 512x512 | 3.50× | — | 4.00×")
+    assert rows[1].startswith("| Intel with AMX | — |") and "results_int8_amx.json" in rows[1]
+    assert report.families_section(None) == []
+
