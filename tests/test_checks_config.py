@@ -116,12 +116,23 @@ def test_pipelines_left_in_the_loaders_are_named(demo_root, work_dir):
      "seg_map_path='SegmentationObject')", "`val_dataloader.dataset.data_prefix` does not point"),
     ("cfg.data_root = Path(VOC_ROOT)", "`data_root` is a PosixPath"),
     ("cfg.train_dataloader.batch_size = 2", "`train_dataloader.batch_size` is 2"),
+    ("cfg.train_pipeline[2].scale = (240, 320)\n"
+     "cfg.train_dataloader.dataset.pipeline = cfg.train_pipeline",
+     "RandomResize's scale in `train_pipeline` is [240, 320]"),
+    ("cfg.train_pipeline[3].pop('cat_max_ratio')\n"
+     "cfg.train_dataloader.dataset.pipeline = cfg.train_pipeline",
+     "RandomCrop's cat_max_ratio in `train_pipeline` is not the shipped one"),
+    ("cfg.train_pipeline[4].prob = 1.0\n"
+     "cfg.train_dataloader.dataset.pipeline = cfg.train_pipeline",
+     "RandomFlip's prob in `train_pipeline` is not the shipped one"),
 ])
 def test_data_mistakes_are_named(demo_root, work_dir, mistake, named):
     cfg = _run(SOLUTIONS["data_edits"], demo_root, work_dir)["cfg"]
     exec(mistake, {"cfg": cfg, "Path": Path, "VOC_ROOT": str(demo_root)})
     status, problems = _verdict("data_edits", cfg, demo_root, work_dir)
     assert status == "wrong" and any(p.startswith(named) for p in problems), problems
+    expected = ("(320, 240)", "[320, 240]", "(256, 256)", "[256, 256]")
+    assert not any(value in "\n".join(problems) for value in expected)  # never given away
 
 
 def test_an_lr_set_in_one_copy_is_named(demo_root, work_dir):

@@ -39,6 +39,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
 #: What task 2 asks for, as its text states it: the crop and the resize scale (width, height).
 CROP = (256, 256)
 SCALE = (320, 240)
+#: The settings of the shipped training transforms that task 2 changes; the others stay.
+_CHANGED = {"RandomResize": ("scale",), "RandomCrop": ("crop_size",)}
 
 
 def base_config():
@@ -222,6 +224,13 @@ def _train_pipeline_problems(pipeline: Any, key: str, shipped: Any) -> list[str]
     if not problems and steps != kept:
         problems.append(f"the steps of `{key}` are {steps}: keep the shipped ones, in their "
                         "order, without PhotoMetricDistortion")
+    if not problems:  # the steps are the shipped ones: their other settings stay too
+        for step, want in zip(pipeline, [t for t in shipped if t["type"] in kept], strict=True):
+            for arg in sorted(set(step) | set(want)):
+                if arg not in ("type", *_CHANGED.get(step["type"], ())) and \
+                        _plain(step.get(arg)) != _plain(want.get(arg)):
+                    problems.append(f"{step['type']}'s {arg} in `{key}` is not the shipped one: "
+                                    "keep it")
     return problems
 
 
@@ -478,18 +487,20 @@ def verify_final_lr(final_lr: Callable) -> list[str]:
 #: The tasks of notebook 02 and their hints (an API or a concept, never the code).
 TASKS = {
     "model_edits": Task(verify_model_edits,
-                        hint="cfg.model.<part>.norm_cfg and cfg.model.<head>.num_classes are "
-                             "plain dict fields; the class names are in "
-                             "PascalVOCDataset.METAINFO"),
+                        hint="Config.fromfile copied norm_cfg into every part of the model that "
+                             "used it: search the config for each copy (pretty_text, or `where` "
+                             "in section 3); the class names are in PascalVOCDataset.METAINFO; "
+                             "mmseg's BaseSegmentor docs say what `pretrained` does"),
     "data_edits": Task(verify_data_edits,
-                       hint="after Config.fromfile every copy is separate: set the pipelines "
-                            "inside the data loaders' `dataset` too, and the crop in both "
-                            "data_preprocessor dicts; mmseg's PascalVOCDataset docs name "
-                            "data_prefix and ann_file"),
+                       hint="after Config.fromfile every copy is separate: each data loader's "
+                            "`dataset` holds its own pipeline, and the model and the config "
+                            "each hold a data pre-processor; mmseg's PascalVOCDataset and "
+                            "BaseSegDataset docs, and notebook 01, show what a VOC dataset needs"),
     "schedule_edits": Task(verify_schedule_edits,
-                           hint="the loop's length is in train_cfg, logging and checkpoints are "
-                                "hooks in default_hooks (mmengine's CheckpointHook docs), and "
-                                "optim_wrapper.optimizer is a copy of optimizer"),
+                           hint="mmengine's Runner docs: the loop's length and validation are in "
+                                "its training loop config, logging and checkpoints are default "
+                                "hooks (LoggerHook, CheckpointHook), the optimizer wrapper holds "
+                                "a copy of the optimizer"),
     "final_lr": Task(verify_final_lr,
                      hint="read mmengine's PolyParamScheduler (total_iters, and the steps it "
                           "takes between begin and end); t stops where the schedule ends; "
