@@ -1,8 +1,9 @@
-"""Checks of notebook 00's tasks: shipped configs, mmcv versions, a head built by the registry.
+"""Checks of notebook 00's tasks: shipped configs, mmcv versions, a registry-built head, recipes.
 
 Each ``verify_*`` takes the student's answer and returns the problems found (see
 `helpers.checks.check`), registered in :data:`TASKS`. The checks use a made-up folder whose answer
-is written here as data, mmengine's ``digit_version`` and mmseg's registries.
+is written here as data, mmengine's ``digit_version``, mmseg's registries and two shipped
+configs whose recipes are written here as data.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from helpers.checks import Task, answered
 
 __all__ = ["config_dir", "verify_voc_configs", "verify_mmcv_accepted", "verify_voc_head",
-           "VERSIONS", "TASKS"]
+           "verify_recipe", "VERSIONS", "RECIPES", "TASKS"]
 
 #: mmcv versions the mmcv_accepted task is tried on (rc releases and a two-digit minor included).
 VERSIONS = ("1.7.2", "2.0.0rc3", "2.0.0rc4", "2.0.0", "2.1.0", "2.1.1", "2.2.0", "2.10.0", "3.0.0")
@@ -133,6 +134,67 @@ def verify_voc_head(head: object) -> list[str]:
     return problems
 
 
+#: What `recipe` must return for two shipped configs, written as data (from the files' own text:
+#: 4 GPUs x 2 or 4 images, 80k or 20k iterations, 512-pixel crops).
+RECIPES = {
+    "pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py": {
+        "model": "EncoderDecoder", "backbone": "ResNetV1c-50", "heads": ["PSPHead", "FCNHead"],
+        "num_classes": 19, "crop": (512, 1024), "batch_size": 2, "iterations": 80000,
+        "dataset": "CityscapesDataset"},
+    "pspnet/pspnet_r50-d8_4xb4-20k_voc12aug-512x512.py": {
+        "model": "EncoderDecoder", "backbone": "ResNetV1c-50", "heads": ["PSPHead", "FCNHead"],
+        "num_classes": 21, "crop": (512, 512), "batch_size": 4, "iterations": 20000,
+        "dataset": "PascalVOCDataset"},
+}
+
+# A child of the Cityscapes file that changes the crop_size *variable* and the decode head only:
+# the training pipeline keeps its base's crop, the auxiliary head its 19 classes.
+_CHILD = ("_base_ = [{base!r}]\ncrop_size = (256, 256)\n"
+          "model = dict(decode_head=dict(num_classes=21))\ntrain_dataloader = dict(batch_size=8)\n")
+_CHILD_RECIPE = dict(RECIPES["pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py"],
+                     num_classes=21, batch_size=8)
+
+
+def _recipe_problems(got: object, want: dict, where: str) -> list[str]:
+    if not isinstance(got, dict):
+        return [f"for {where} it returned {type(got).__name__}, not a dict"]
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    problems = []
+    if missing:
+        problems.append(f"for {where} the dict lacks the key(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"for {where} the dict has key(s) the task does not ask for: "
+                        f"{', '.join(map(str, extra))}")
+    for key in want:
+        if key in got and not _same_value(got[key], want[key]):
+            problems.append(f"for {where} {key!r} is not what the config says: see the task's "
+                            "table for where it comes from")
+    return problems
+
+
+def _same_value(got: object, want: object) -> bool:
+    if isinstance(want, tuple):
+        return isinstance(got, tuple) and list(got) == list(want)
+    if isinstance(want, list):
+        return isinstance(got, list) and got == want
+    return type(got) is type(want) and got == want
+
+
+def verify_recipe(recipe: Callable, configs: Path) -> list[str]:
+    """`recipe(path)` on two shipped configs and on a child that changes variables."""
+    problems = []
+    for name, want in RECIPES.items():
+        problems += _recipe_problems(answered(recipe(Path(configs, name))), want, name)
+    if problems:
+        return problems
+    with tempfile.TemporaryDirectory() as tmp:
+        child = Path(tmp, "child.py")
+        child.write_text(_CHILD.format(base=str(Path(configs, next(iter(RECIPES))))))
+        problems = _recipe_problems(answered(recipe(str(child))), _CHILD_RECIPE,
+                                    "a child config that sets the crop_size variable")
+    return problems
+
+
 #: The tasks of notebook 00 and their hints (an API or a concept, never the code).
 TASKS = {
     "voc_configs": Task(verify_voc_configs, hint="pathlib's glob patterns; a Path's file name; "
@@ -141,4 +203,6 @@ TASKS = {
                                                      "strings; the upper bound is excluded"),
     "voc_head": Task(verify_voc_head, hint="mmengine registries build objects from a dict with "
                                            "`type`; a dataset class's METAINFO"),
+    "recipe": Task(verify_recipe, hint="mmengine's Config reads bases and gives attribute access; "
+                                       "what a config's train_dataloader holds; optional keys"),
 }

@@ -20,4 +20,24 @@ def mmcv_accepted(version):
 head = MODELS.build(dict(type="PSPHead", in_channels=64, channels=16, pool_scales=(1, 2, 3, 6),
                          num_classes=20))
 ''',
+    # takes the crop_size *variable*: a child config that sets it changes no pipeline, and a
+    # config without the variable has no such attribute
+    "recipe": '''
+def recipe(path):
+    cfg = Config.fromfile(path)
+    model = cfg.model
+    heads = [model.decode_head.type]
+    if model.get("auxiliary_head"):
+        heads.append(model.auxiliary_head.type)
+    dataset = cfg.train_dataloader.dataset
+    if dataset.type == "ConcatDataset":
+        dataset = dataset.datasets[0]
+    backbone = model.backbone.type
+    if "depth" in model.backbone:
+        backbone += f"-{model.backbone.depth}"
+    return {"model": model.type, "backbone": backbone, "heads": heads,
+            "num_classes": model.decode_head.num_classes, "crop": tuple(cfg.crop_size),
+            "batch_size": cfg.train_dataloader.batch_size,
+            "iterations": cfg.train_cfg.max_iters, "dataset": dataset.type}
+''',
 }
