@@ -33,7 +33,7 @@ __all__ = ["RECORD_MIME", "FORBIDDEN", "Verdict", "records", "same", "delegation
 #: functions that do the task (the answer cell's grade_id → names).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "read_class_ids": ("read_mask", "load_sample"),
-    "class_pixel_counts": ("class_statistics", "scan_masks", "load_sample"),
+    "class_counts": ("class_statistics", "scan_masks", "load_sample", "read_mask"),
     "voc_dataset": ("voc_dataset",),
     "model_edits": ("build_config", "set_norm_type", "seed_cfg", "official"),
     "data_edits": ("build_config", "seed_cfg", "official"),
@@ -47,6 +47,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "bin_edges": ("adaptive_pool_matrix", "ExactAdaptiveAvgPool2d"),
     "export_exact": ("export_onnx", "export_cli", "reports", "unpatched", "deploy_report"),
     "ort_vs_pytorch": ("verify_onnx", "reports"),
+    "segment_onnx": ("prepare_feed", "prepare_image", "segment_file", "deploy_report",
+                     "compare_miou"),
 }
 
 #: Attributes that reach other modules' globals or code (``f.__globals__["overlay"]``).

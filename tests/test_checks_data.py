@@ -16,7 +16,7 @@ from PIL import Image
 
 from helpers import voc
 from helpers.checks import Task, check, data, evaluate
-from helpers.config import build_config
+from helpers.mmseg_configs import mmseg_config_dir
 
 META = dict(classes=PascalVOCDataset.METAINFO["classes"],
             palette=PascalVOCDataset.METAINFO["palette"])
@@ -152,58 +152,82 @@ def test_dataset_check_takes_its_split_from_the_context(demo_root):
         ("correct", [])
 
 
-# ---------------------------------------------------------------- Task 3: pixel counts
+# ---------------------------------------------------------------- Task 3: class counts
 
 
-def class_pixel_counts(paths):
+def class_counts(paths):
     names = [*PascalVOCDataset.METAINFO["classes"], "void"]
-    counts = dict.fromkeys(names, 0)
+    counts = {name: {"pixels": 0, "images": 0} for name in names}
     for path in paths:
         ids, n = np.unique(read_class_ids(path), return_counts=True)
         for i, k in zip(ids, n, strict=True):
-            counts[names[-1] if i == 255 else names[i]] += int(k)
+            name = names[-1] if i == 255 else names[i]
+            counts[name]["pixels"] += int(k)
+            counts[name]["images"] += 1
     return counts
 
 
-def test_pixel_counts_blank_and_right(demo_root):
+def test_class_counts_blank_and_right(demo_root):
     from collections import Counter
 
-    assert evaluate(lambda paths: None, data.verify_class_pixel_counts) == ("unanswered", [])
-    assert evaluate(class_pixel_counts, data.verify_class_pixel_counts) == ("correct", [])
-    assert evaluate(lambda paths: Counter(class_pixel_counts(paths)),
-                    data.verify_class_pixel_counts) == ("correct", [])
+    verify = data.verify_class_counts
+    assert evaluate(lambda paths: None, verify) == ("unanswered", [])
+    assert evaluate(class_counts, verify) == ("correct", [])
+    assert evaluate(lambda paths: Counter(class_counts(paths)), verify) == ("correct", [])
+    numpy_ints = {n: {k: np.int64(v) for k, v in c.items()} for n, c in class_counts([]).items()}
+    assert evaluate(lambda paths: {n: {k: numpy_ints[n][k] + v for k, v in c.items()}
+                                   for n, c in class_counts(paths).items()}, verify) == \
+        ("correct", [])
     paths = [demo_root / voc.MASK_DIR / f"{i}.png" for i in voc.split_ids(demo_root, "val")]
-    counts = class_pixel_counts(paths)
+    counts = class_counts(paths)
     assert list(counts)[-1] == "void"
-    assert sum(counts.values()) == sum(voc.read_mask(p).size for p in paths)
+    assert sum(c["pixels"] for c in counts.values()) == sum(voc.read_mask(p).size for p in paths)
+    assert counts["background"]["images"] == len(paths)
 
 
-def test_pixel_count_mistakes(demo_root):
+def test_class_count_mistakes():
+    verify = data.verify_class_counts
+
     def without_void(paths):
-        counts = class_pixel_counts(paths)
+        counts = class_counts(paths)
         counts.pop("void")
         return counts
 
     def void_as_background(paths):
-        counts = class_pixel_counts(paths)
-        counts["background"] += counts.pop("void")
-        return {**counts, "void": 0}
+        counts = class_counts(paths)
+        void = counts.pop("void")
+        counts["background"] = {k: counts["background"][k] + void[k] for k in void}
+        return {**counts, "void": {"pixels": 0, "images": 0}}
 
-    def images_not_pixels(paths):
-        counts = dict.fromkeys(class_pixel_counts([]), 0)
-        for path in paths:
-            for name, n in class_pixel_counts([path]).items():
-                counts[name] += int(n > 0)
-        return counts
+    def swapped(paths):
+        return {n: {"pixels": c["images"], "images": c["pixels"]}
+                for n, c in class_counts(paths).items()}
 
-    _wrong(without_void, data.verify_class_pixel_counts, "keys are missing: ['void']")
-    problems = _wrong(void_as_background, data.verify_class_pixel_counts,
-                      "count is wrong for ['background', 'void']")
-    _wrong(images_not_pixels, data.verify_class_pixel_counts, "count images", "not pixels")
-    _wrong(lambda paths: class_pixel_counts(paths[:1]), data.verify_class_pixel_counts,
-           "add up to fewer pixels")
-    _wrong(lambda paths: list(class_pixel_counts(paths).values()),
-           data.verify_class_pixel_counts, "not a dict")
+    def images_as_pixel_sums(paths):  # images += the counts, not whether a class is there
+        return {n: {"pixels": c["pixels"], "images": c["pixels"]}
+                for n, c in class_counts(paths).items()}
+
+    def every_mask_for_every_class(paths):
+        return {n: {"pixels": c["pixels"], "images": len(paths)}
+                for n, c in class_counts(paths).items()}
+
+    def set_of_paths(paths):  # a path listed twice counted once
+        return class_counts(list(dict.fromkeys(str(p) for p in paths)))
+
+    _wrong(without_void, verify, "keys are missing: ['void']")
+    problems = _wrong(void_as_background, verify, "pixels count is wrong for ['background', "
+                      "'void']", "images count is wrong for ['background', 'void']")
+    _wrong(swapped, verify, "'pixels' and 'images' are swapped")
+    problems += _wrong(images_as_pixel_sums, verify, "images count is wrong",
+                       "more images than there are masks")
+    problems += _wrong(every_mask_for_every_class, verify, "images count is wrong for")
+    problems += _wrong(set_of_paths, verify, "listed twice", "add up to fewer pixels")
+    _wrong(lambda paths: class_counts(paths[:1]), verify, "add up to fewer pixels")
+    _wrong(lambda paths: {n: c["pixels"] for n, c in class_counts(paths).items()}, verify,
+           "exactly the keys 'pixels' and 'images'")
+    _wrong(lambda paths: {n: {k: float(v) for k, v in c.items()}
+                          for n, c in class_counts(paths).items()}, verify, "not integers")
+    _wrong(lambda paths: list(class_counts(paths).values()), verify, "not a dict")
     masks = data.check_masks().values()  # the verify's own masks
     _, true_counts = np.unique(np.concatenate([m.ravel() for m in masks]), return_counts=True)
     numbers = set(re.findall(r"\d+", " ".join(problems)))
@@ -214,10 +238,14 @@ def test_pixel_count_mistakes(demo_root):
 
 
 @pytest.fixture(scope="module")
-def seed(demo_root, tmp_path_factory):
-    cfg = build_config("seed", demo_root, tmp_path_factory.mktemp("seed"), load_from=None)
-    context = dict(base=cfg.train_pipeline, crop=cfg.crop_size,
-                   dataset=voc.voc_dataset(demo_root, "train"))
+def seed(demo_root):
+    """mmseg's VOC data config, as notebook 01 loads it (512×512 crops, PhotoMetricDistortion)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(mmseg_config_dir() / "_base_" / "datasets" / "pascal_voc12.py")
+    dataset = PascalVOCDataset(data_root=str(demo_root), data_prefix=dict(PREFIX),
+                               ann_file="ImageSets/Segmentation/train.txt")
+    context = dict(base=cfg.train_pipeline, crop=cfg.crop_size, dataset=dataset)
 
     def verify(pipeline):
         return data.verify_padded_pipeline(pipeline, **context)
@@ -233,6 +261,9 @@ def test_padded_pipeline_blank_and_right(seed):
         ("correct", [])
     explicit = dict(type="Pad", size=tuple(cfg.crop_size), pad_val=dict(img=0, seg=255))
     assert evaluate([*augment, explicit, pack], verify) == ("correct", [])
+    # Pad before the colour distortion: the padding is found in the mask, not in the image
+    assert evaluate([*augment[:-1], explicit, augment[-1], pack], verify) == ("correct", [])
+    assert augment[-1]["type"] == "PhotoMetricDistortion"
     assert [t["type"] for t in cfg.train_pipeline] == [t["type"] for t in augment + [pack]]
 
 
@@ -254,7 +285,7 @@ def test_padded_pipeline_mistakes(seed):
 
 
 def test_every_task_is_registered_with_a_hint_that_names_no_code():
-    assert set(data.TASKS) == {"read_class_ids", "voc_dataset", "class_pixel_counts",
+    assert set(data.TASKS) == {"read_class_ids", "voc_dataset", "class_counts",
                                "padded_pipeline"}
     for task_id, task in data.TASKS.items():
         assert isinstance(task, Task)
@@ -271,7 +302,7 @@ def test_check_finds_each_task_by_its_id(demo_root, capsys, monkeypatch):
     assert check("read_class_ids", read_class_ids) is read_class_ids
     assert check("read_class_ids", lambda p: None) is None
     assert "not answered yet" in capsys.readouterr().out
-    assert check("class_pixel_counts", lambda paths: {}) is None
+    assert check("class_counts", lambda paths: {}) is None
     out = capsys.readouterr().out
     assert "✗" in out and "Hint: numpy's bincount" in out
     cfg = _cfg(demo_root)

@@ -1,5 +1,5 @@
 """Checks of notebook 01's tasks: read a mask's class ids, a dataset class of one's own, count
-pixels per class, pad the training crops.
+pixels and images per class, pad the training crops.
 
 Each ``verify_*`` takes the student's answer (and the task's context) and returns the problems
 found (see `helpers.checks.check`), registered in :data:`TASKS`. The truths are not computed the
@@ -28,7 +28,7 @@ __all__ = [
     "check_masks",
     "verify_read_class_ids",
     "verify_voc_dataset",
-    "verify_class_pixel_counts",
+    "verify_class_counts",
     "verify_padded_pipeline",
     "TASKS",
 ]
@@ -191,48 +191,66 @@ def verify_voc_dataset(cfg: dict, voc_root: str | os.PathLike, split: str = "tra
     return problems
 
 
-# ------------------------------------------------------------------------ Task 3: pixel counts
+# ------------------------------------------------------------------------ Task 3: class counts
+
+_KINDS = ("pixels", "images")
+
+
+def _some(wrong: list[str]) -> str:
+    """The first six names of `wrong`, and how many more."""
+    return f"{wrong[:6]}" + (f" and {len(wrong) - 6} more" if len(wrong) > 6 else "")
 
 
 def _count_problems(got: object, which: Sequence[int], where: str) -> list[str]:
-    """`got` against the sum of :data:`MASK_COUNTS` of the masks `which`."""
+    """`got` against :data:`MASK_COUNTS` of the masks `which` (indices, repeats allowed)."""
     names = _voc_names()
     if not isinstance(got, dict):
-        return [f"for {where} it returned {type(got).__name__}, not a dict of class name → count"]
+        return [f"for {where} it returned {type(got).__name__}, not a dict of class name → "
+                "counts"]
     missing, extra = [n for n in names if n not in got], [k for k in got if k not in names]
     problems = [f"for {where} keys are missing: {missing}"] if missing else []
     problems += [f"for {where} unexpected keys: {extra[:5]}"] if extra else []
     if problems:
         return problems
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool)
-               for v in got.values()):
+    if not all(isinstance(v, dict) and set(v) == set(_KINDS) for v in got.values()):
+        return [f"for {where} each class's value must be a dict with exactly the keys "
+                "'pixels' and 'images'"]
+    if not all(isinstance(v[k], int | np.integer) and not isinstance(v[k], bool)
+               for v in got.values() for k in _KINDS):
         return [f"for {where} the counts are not integers"]
     ids = [*range(21), VOID]
-    truth = {n: sum(MASK_COUNTS[m].get(i, 0) for m in which) for n, i in zip(names, ids,
-                                                                            strict=True)}
-    per_image = {n: sum(int(i in MASK_COUNTS[m]) for m in which) for n, i in zip(names, ids,
-                                                                               strict=True)}
-    if {n: int(v) for n, v in got.items()} == per_image:
-        return [f"for {where} the numbers count images that contain each class, not pixels"]
-    total, size = sum(int(v) for v in got.values()), sum(truth.values())
+    truth = {"pixels": {n: sum(MASK_COUNTS[m].get(i, 0) for m in which)
+                        for n, i in zip(names, ids, strict=True)},
+             "images": {n: sum(int(i in MASK_COUNTS[m]) for m in which)
+                        for n, i in zip(names, ids, strict=True)}}
+    got_ = {k: {n: int(got[n][k]) for n in names} for k in _KINDS}
+    if got_["pixels"] == truth["images"] and got_["images"] == truth["pixels"]:
+        return [f"for {where} 'pixels' and 'images' are swapped"]
+    total, size = sum(got_["pixels"].values()), sum(truth["pixels"].values())
     if total != size:
         more = "more" if total > size else "fewer"
-        problems.append(f"for {where} the counts add up to {more} pixels than the masks hold")
-    wrong = [n for n in names if int(got[n]) != truth[n]]
-    if wrong:
-        problems.append(f"for {where} the count is wrong for {wrong[:6]}"
-                        + (f" and {len(wrong) - 6} more" if len(wrong) > 6 else ""))
+        problems.append(f"for {where} the pixel counts add up to {more} pixels than the masks "
+                        "hold")
+    for kind in _KINDS:
+        wrong = [n for n in names if got_[kind][n] != truth[kind][n]]
+        if wrong:
+            problems.append(f"for {where} the {kind} count is wrong for "
+                            f"{_some(wrong)}")
+    if got_["images"] != truth["images"] and max(got_["images"].values()) > len(which):
+        problems.append(f"for {where} some class is in more images than there are masks: "
+                        "count a mask once per class it holds, however many pixels")
     return problems
 
 
-def verify_class_pixel_counts(class_pixel_counts: Callable) -> list[str]:
-    """`class_pixel_counts(paths)` on three masks written from known arrays, then on one."""
+def verify_class_counts(class_counts: Callable) -> list[str]:
+    """`class_counts(paths)` on three masks written from known arrays, then on one mask given
+    twice (a str and a Path)."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = _write_masks(tmp, check_masks())
-        problems = _count_problems(answered(class_pixel_counts(paths)), (0, 1, 2), "three masks")
+        problems = _count_problems(answered(class_counts(paths)), (0, 1, 2), "three masks")
         if not problems:
-            problems = _count_problems(answered(class_pixel_counts([str(paths[1])])), (1,),
-                                       "a list of one mask path (str)")
+            problems = _count_problems(answered(class_counts([str(paths[1]), paths[1]])),
+                                       (1, 1), "one mask listed twice (a str, then a Path)")
     return problems
 
 
@@ -252,7 +270,8 @@ def verify_padded_pipeline(pipeline: list, base: Sequence[dict], crop: tuple[int
                            dataset) -> list[str]:
     """A training pipeline (a list of transform dicts) that keeps `base`'s steps and gives every
     sample exactly `crop` (h, w), padding the mask with the ignore index 255; `dataset`'s first
-    samples run through it too."""
+    samples run through it too. The padding is found in the mask (the small image's mask is one
+    class), so a colour transform after `Pad` (PhotoMetricDistortion) does not hide it."""
     from mmcv.transforms import Compose
     from mmseg.registry import TRANSFORMS
     from mmseg.utils import register_all_modules
@@ -297,16 +316,13 @@ def verify_padded_pipeline(pipeline: list, base: Sequence[dict], crop: tuple[int
                                     f"{img.shape[1]}×{img.shape[0]} and a mask of "
                                     f"{seg.shape[1]}×{seg.shape[0]} (w×h), not the crop")
                     break
-                if what == "a small image":
-                    border = (img == 0).all(axis=2)
+                if what == "a small image":  # its mask is all cat (8): the rest is padding
+                    border = seg != 8
                     padded += int(border.any())
                     if (seg[border] != VOID).any():
                         problems.append("the padded border of the mask holds labels "
                                         f"{sorted(set(seg[border].tolist()) - {VOID})}, not "
                                         "the ignore index 255: the loss would learn them")
-                        break
-                    if (seg[~border] != 8).any():
-                        problems.append("the mask no longer lines up with the image")
                         break
             if not problems and not padded:
                 problems.append("no sample was padded: is the small image made to the crop?")
@@ -320,16 +336,18 @@ def verify_padded_pipeline(pipeline: list, base: Sequence[dict], crop: tuple[int
 TASKS = {
     "read_class_ids": Task(
         verify_read_class_ids,
-        hint="Pillow's palette ('P') mode: the pixel values are the class ids, the palette only "
-             "colours them; numpy converts a Pillow image through its array interface"),
+        hint="a palette ('P' mode) PNG: the pixel values are the class ids, the palette only "
+             "colours them. See Pillow's Image module and numpy's array interface, or mmcv's "
+             "image IO (its flag and backend arguments)"),
     "voc_dataset": Task(
         verify_voc_dataset,
         hint="mmengine's Registry.register_module (and its `force`); BaseSegDataset's "
              "arguments: METAINFO and the file suffixes belong to the class, data_prefix and "
              "ann_file (relative to data_root) to the config"),
-    "class_pixel_counts": Task(
-        verify_class_pixel_counts,
-        hint="numpy's bincount, or unique with return_counts; a sum over all masks; void is "
+    "class_counts": Task(
+        verify_class_counts,
+        hint="numpy's bincount (its minlength), or unique with return_counts; pixels add up "
+             "over masks, images count the masks where a class's count is above zero; void is "
              "the id 255"),
     "padded_pipeline": Task(
         verify_padded_pipeline,

@@ -29,12 +29,16 @@ dataset_cfg = dict(type="CourseVOCDataset", data_root=VOC_ROOT,
                    pipeline=[])
 ''',
     # counts the 21 classes only: the void pixels (255) are dropped
-    "class_pixel_counts": '''
-def class_pixel_counts(paths):
-    total = np.zeros(21, np.int64)
+    "class_counts": '''
+def class_counts(paths):
+    pixels = np.zeros(21, np.int64)
+    images = np.zeros(21, np.int64)
     for path in paths:
-        total += np.bincount(read_ids(path).ravel(), minlength=256)[:21]
-    return dict(zip(course_set.metainfo["classes"], total.tolist()))
+        per_id = np.bincount(read_ids(path).ravel(), minlength=256)[:21]
+        pixels += per_id
+        images += per_id > 0
+    return {name: {"pixels": int(p), "images": int(i)}
+            for name, p, i in zip(course_set.metainfo["classes"], pixels, images)}
 ''',
     # pads the mask with 0, "background", instead of the ignore index
     "padded_pipeline": '''
