@@ -205,3 +205,9 @@ def final_lr(cfg):
     assert len(evaluate(no_floor, verify)[1]) == 2
     assert evaluate(lambda cfg: "0.001", verify) == (
         "wrong", ["final_lr returned something that is not a number"])
+
+
+def test_hints_name_concepts_not_fields_or_values():
+    for task_id, task in config.TASKS.items():
+        for code in ("cfg.", "=", "256", "0.01", "4000", "4,000"):
+            assert code not in task.hint, (task_id, code)
