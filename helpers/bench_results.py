@@ -293,7 +293,7 @@ def beside_references(mine: pd.DataFrame, runs: dict[str, dict], here: str = "",
     """Each path's speed-up over ``baseline``: this machine's beside every stored run.
 
     One column per machine, named by its CPU (``here`` for this machine; ``family: machine
-    name (size)`` for a stored run, at ``size`` where the run has it), one row per path of
+    name, size`` for a stored run, at ``size`` where the run has it), one row per path of
     :data:`PATH_NAMES`; a family without a run keeps its column, empty, named as missing.
     Ratios compare across machines, seconds do not.
     """
@@ -306,8 +306,8 @@ def beside_references(mine: pd.DataFrame, runs: dict[str, dict], here: str = "",
             columns[f"{family}: no run yet"] = pd.Series(dtype=float)
             continue
         key, ratios = _reference_ratios(run, size, baseline)
-        name = (run.get("machine") or {}).get("name") or family
-        columns[f"{family}: {name} ({key})"] = pd.Series(ratios, dtype=float)
+        name = ((run.get("machine") or {}).get("name") or family).split(":")[0]
+        columns[f"{family}: {name}, {key}"] = pd.Series(ratios, dtype=float)
     table = pd.DataFrame(columns).reindex(list(PATH_NAMES)).dropna(how="all")
     return table.rename_axis(f"{ratio} (higher is faster)").round(2)
 

@@ -222,11 +222,11 @@ def test_this_machine_beside_the_reference_runs(tmp_path):
     table = bench_results.beside_references(mine, bench_results.load_runs(path), "My CPU",
                                             size=256)
     assert list(table.columns) == ["this machine: My CPU",
-                                   "AMD Zen 5: 2-core AMD EPYC (Zen 5) (512x512)",
+                                   "AMD Zen 5: 2-core AMD EPYC (Zen 5), 512x512",
                                    "Intel with AMX: no run yet"]
     assert list(table.index) == ["ORT fp32", "ORT INT8", "OpenVINO INT8"]
     assert table.loc["ORT INT8", "this machine: My CPU"] == 2.0
-    assert table.loc["OpenVINO INT8", "AMD Zen 5: 2-core AMD EPYC (Zen 5) (512x512)"] == 4.0
+    assert table.loc["OpenVINO INT8", "AMD Zen 5: 2-core AMD EPYC (Zen 5), 512x512"] == 4.0
     assert table["Intel with AMX: no run yet"].isna().all()
     assert pd.isna(table.loc["OpenVINO INT8", "this machine: My CPU"])
 
