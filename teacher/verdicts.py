@@ -44,6 +44,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "blend": ("prediction_grid", "worst_gallery", "predict_images", "predict_cli"),
     "iou_per_class": ("evaluate",),
     "most_confused": ("evaluate",),
+    "segment_my_image": ("predict_cli", "predict_images", "pred_mask", "prediction_grid"),
     "bin_edges": ("adaptive_pool_matrix", "ExactAdaptiveAvgPool2d"),
     "export_exact": ("export_onnx", "export_cli", "reports", "unpatched", "deploy_report"),
     "ort_vs_pytorch": ("verify_onnx", "reports"),

@@ -167,6 +167,17 @@ DELEGATIONS = {
         "blend": "import importlib\n\n\ndef blend(image, mask, palette, opacity):\n"
                  "    over = importlib.import_module('helpers.palette').overlay\n"
                  "    return over(image, mask, palette=palette, opacity=opacity)\n",
+        "segment_my_image": "from helpers.predict import pred_mask\n\n\n"
+                            "def segment_my_image(model, path, opacity=0.5):\n"
+                            "    mask = pred_mask(inference_model(model, path))\n"
+                            "    ids, counts = np.unique(mask, return_counts=True)\n"
+                            "    names = model.dataset_meta['classes']\n"
+                            "    shares = {names[i]: 100 * c / mask.size\n"
+                            "              for i, c in zip(ids, counts)}\n"
+                            "    image = mmcv.imread(path, channel_order='rgb')\n"
+                            "    colours = np.asarray(model.dataset_meta['palette'])[mask]\n"
+                            "    overlay = (image * (1 - opacity) + colours * opacity)\n"
+                            "    return mask, overlay.astype(np.uint8), shares\n",
     },
 }
 

@@ -2,14 +2,21 @@
 answers.
 
 The truths are mmseg's own (SegLocalVisualizer's blend, IoUMetric on the masks a confusion matrix
-counts) or written as data (the most-confused pairs of small matrices, held here against a plain
-loop). The solutions below live in the tests only: the checks module ships no answer key.
+counts, inference_model on the files segment_my_image reads) or written as data (the
+most-confused pairs of small matrices, held here against a plain loop). The solutions below live
+in the tests only: the checks module ships no answer key.
 """
 
 from __future__ import annotations
 
+import copy
+
+import mmcv
 import numpy as np
 import pytest
+import torch
+from mmseg.apis import inference_model
+from PIL import Image
 
 from helpers.checks import check, evaluate
 from helpers.checks import evaluation as tasks
@@ -44,9 +51,10 @@ def test_the_module_ships_no_answer_key():
     public = {n for n in dir(tasks) if not n.startswith("__")}
     assert not {n for n in public if n.endswith("_reference")}
     assert "_brute_force_pair" not in public and "blend_reference" not in public
-    assert set(tasks.TASKS) == {"blend", "iou_per_class", "most_confused"}
+    assert set(tasks.TASKS) == {"blend", "iou_per_class", "most_confused", "segment_my_image"}
     for task in tasks.TASKS.values():  # a hint names an API or a concept, never the call
         assert task.hint and "(cm" not in task.hint and "fill_diagonal(" not in task.hint
+        assert "unravel_index" not in task.hint and "(model" not in task.hint
 
 
 @pytest.mark.parametrize("task_id", ["blend", "iou_per_class", "most_confused"])
@@ -196,3 +204,140 @@ def test_a_blend_that_changes_the_image_in_place_is_wrong():
 
     status, problems = evaluate(in_place, tasks.verify_blend)
     assert status == "wrong" and "changed the image" in problems[0], problems
+
+
+# --- Task 4: segment_my_image ---------------------------------------------------------------
+
+def _shares(model, mask):
+    ids, counts = np.unique(mask, return_counts=True)
+    return {model.dataset_meta["classes"][i]: 100 * c / mask.size
+            for i, c in zip(ids, counts, strict=True)}
+
+
+def _overlay(model, image, mask, opacity):
+    palette = np.asarray(model.dataset_meta["palette"], float)
+    return (image * (1 - opacity) + palette[mask] * opacity).astype(np.uint8)
+
+
+def segment_right(model, path, opacity=0.5):
+    """mmseg reads the file; mmcv reads it again in RGB for the overlay."""
+    mask = inference_model(model, path).pred_sem_seg.data[0].cpu().numpy()
+    image = mmcv.imread(path, channel_order="rgb")
+    return mask, _overlay(model, image, mask, opacity), _shares(model, mask)
+
+
+def segment_with_pil(model, path, opacity=0.5):
+    """Another right way: PIL converts any mode to RGB, the model gets a BGR copy."""
+    image = np.asarray(Image.open(path).convert("RGB"))
+    mask = inference_model(model, np.ascontiguousarray(image[..., ::-1])).pred_sem_seg.data[0]
+    mask = mask.cpu().numpy().astype(np.uint8)
+    shares = {k: round(v, 2) for k, v in _shares(model, mask).items()}  # rounded: fine
+    return mask, _overlay(model, image, mask, opacity), shares
+
+
+def segment_rgb_array(model, path, opacity=0.5):
+    image = np.asarray(Image.open(path).convert("RGB"))  # RGB where mmseg expects BGR
+    mask = inference_model(model, image).pred_sem_seg.data[0].cpu().numpy()
+    return mask, _overlay(model, image, mask, opacity), _shares(model, mask)
+
+
+def segment_raw_pil(model, path, opacity=0.5):
+    image = np.asarray(Image.open(path))  # greyscale stays 2-D, RGBA keeps 4 channels
+    mask = inference_model(model, np.ascontiguousarray(image[..., ::-1])).pred_sem_seg.data[0]
+    return mask.cpu().numpy(), image, {}
+
+
+def segment_fractions(model, path, opacity=0.5):
+    mask, overlay, shares = segment_right(model, path, opacity)
+    return mask, overlay, {k: v / 100 for k, v in shares.items()}
+
+
+def segment_ids_as_keys(model, path, opacity=0.5):
+    mask, overlay, _ = segment_right(model, path, opacity)
+    ids, counts = np.unique(mask, return_counts=True)
+    return mask, overlay, {int(i): 100 * c / mask.size for i, c in zip(ids, counts, strict=True)}
+
+
+def segment_bgr_overlay(model, path, opacity=0.5):
+    mask = inference_model(model, path).pred_sem_seg.data[0].cpu().numpy()
+    return mask, _overlay(model, mmcv.imread(path), mask, opacity), _shares(model, mask)
+
+
+def segment_small_mask(model, path, opacity=0.5):
+    mask, overlay, shares = segment_right(model, path, opacity)
+    return mask[::2, ::2], overlay, shares  # not at the file's own size
+
+
+def segment_without_rarest(model, path, opacity=0.5):
+    mask, overlay, shares = segment_right(model, path, opacity)
+    rarest = min(shares, key=shares.get)  # e.g. a cut-off for "too small to matter"
+    return mask, overlay, {k: v for k, v in shares.items() if k != rarest}
+
+
+@pytest.fixture(scope="module")
+def probe(demo_root):
+    return tasks.probe_model(demo_root)
+
+
+@pytest.fixture(scope="module")
+def example(demo_root):
+    return str(sorted((demo_root / "JPEGImages").glob("*.jpg"))[0])
+
+
+def test_probe_model_is_the_same_each_time_and_keeps_the_random_state(demo_root, probe):
+    before = torch.random.get_rng_state()
+    again = tasks.probe_model(demo_root)
+    assert torch.equal(before, torch.random.get_rng_state())
+    for (k, a), b in zip(probe.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert len(probe.dataset_meta["classes"]) == 21 == len(probe.dataset_meta["palette"])
+
+
+def test_image_variants_are_the_kinds_of_file_a_photo_comes_as(example, tmp_path):
+    files = tasks.image_variants(example, tmp_path, (31, 17))
+    modes = {name: Image.open(path).mode for name, path in files.items()}
+    assert modes == {"a greyscale PNG": "L", "an RGBA PNG": "RGBA", "a JPEG": "RGB",
+                     "a palette PNG": "P"}
+    assert {Image.open(p).size for p in files.values()} == {(31, 17)}
+
+
+def test_kept_cfg_undoes_what_inference_model_does_to_the_config(probe, example):
+    before = copy.deepcopy(probe.cfg.test_pipeline)
+    with tasks.kept_cfg(probe):
+        inference_model(probe, mmcv.imread(example))
+        assert probe.cfg.test_pipeline[0]["type"] == "LoadImageFromNDArray"
+    assert probe.cfg.test_pipeline == before
+
+
+def test_segment_unanswered(probe, example, capsys, monkeypatch):
+    monkeypatch.delenv("COURSE_CHECKS", raising=False)
+    verify = tasks.verify_segment_my_image
+    assert evaluate(None, verify, model=probe, example=example) == ("unanswered", [])
+    assert evaluate(lambda *args: None, verify, model=probe, example=example) == (
+        "unanswered", [])
+    assert check("segment_my_image", lambda *args: None, model=probe, example=example) is None
+    assert "not answered yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("right", [segment_right, segment_with_pil])
+def test_segment_right_answers_are_correct(right, probe, example):
+    before = copy.deepcopy(probe.cfg.test_pipeline)
+    assert evaluate(right, tasks.verify_segment_my_image, model=probe, example=example) == (
+        "correct", [])
+    assert probe.cfg.test_pipeline == before  # the check gave the answer a copy of the config
+
+
+@pytest.mark.parametrize(("wrong", "says"), [
+    (segment_rgb_array, "wrong order"),
+    (segment_raw_pil, "another class"),  # a 2-D grey array: [..., ::-1] mirrors it
+    (segment_fractions, "fractions"),
+    (segment_ids_as_keys, "class ids"),
+    (segment_bgr_overlay, "BGR order"),
+    (segment_small_mask, "own height and width"),
+    (segment_without_rarest, "exactly the classes"),
+    (lambda model, path, opacity=0.5: segment_right(model, path, opacity)[:2], "not (mask"),
+])
+def test_segment_mistakes_are_named(wrong, says, probe, example):
+    status, problems = evaluate(wrong, tasks.verify_segment_my_image, model=probe,
+                                example=example)
+    assert status == "wrong" and says in problems[0], problems

@@ -24,4 +24,17 @@ def most_confused(cm):
     true_class, predicted = np.unravel_index(np.argmax(cm), cm.shape)
     return int(true_class), int(predicted)
 ''',
+    # PIL's RGB array straight into inference_model, which takes an array as BGR (as cv2 reads)
+    "segment_my_image": '''
+def segment_my_image(model, path, opacity=0.5):
+    from PIL import Image
+
+    image = np.asarray(Image.open(path).convert("RGB"))
+    mask = inference_model(model, image).pred_sem_seg.data[0].cpu().numpy()
+    palette = np.asarray(model.dataset_meta["palette"], dtype=np.float64)
+    overlay = (image * (1.0 - opacity) + palette[mask] * opacity).astype(np.uint8)
+    ids, counts = np.unique(mask, return_counts=True)
+    names = model.dataset_meta["classes"]
+    return mask, overlay, {names[i]: 100.0 * c / mask.size for i, c in zip(ids, counts)}
+''',
 }
