@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import os
 import platform
 import random
@@ -118,6 +119,12 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"Default ``avg_non_ignore`` is False",
                             category=UserWarning,
                             module=r"mmseg\.models\.losses\.cross_entropy_loss")
+    # torch.onnx's exporter (notebook 05) logs, at every export, each torchvision operator it
+    # cannot register because torchvision is not installed (the course does not use it), and
+    # torch's own pytree warns about its deprecated LeafSpec check while copying the graph.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"copyreg")
 
 
 def setup_notebook(name: str, seed: int = 0) -> Setup:

@@ -10,6 +10,7 @@ import copy
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -48,7 +49,7 @@ def test_torch_pools_32_pixels_into_six_equal_overlapping_cells():
 
 
 def test_the_task_module_ships_no_answer():
-    assert set(tasks.TASKS) == {"bin_edges", "export_exact", "ort_vs_pytorch"}
+    assert set(tasks.TASKS) == {"bin_edges", "export_exact", "ort_vs_pytorch", "segment_onnx"}
     assert not [n for n in dir(tasks) if n.endswith("_reference")]
 
 
@@ -206,3 +207,105 @@ def test_check_finds_the_tasks_and_passes_their_context(model, exported, capsys)
                  onnx_path=exported) is ort_vs_pytorch_right
     assert check("bin_edges", edges_right) is edges_right
     assert capsys.readouterr().out.count("✓") == 3
+
+
+# --------------------------------------------------------------------------------------------
+# the deployment by hand (Task 4), on the trained smoke model and a 1 x 1 convolution graph
+# --------------------------------------------------------------------------------------------
+def deployment(channels="rgb", resize_logits=True, resize_first=True):
+    """The task's answer, or one that goes wrong in the named way."""
+    def segment_onnx(session, image, size, *, mean, std):
+        if resize_first:
+            resized = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+            rgb = resized[..., ::-1] if channels == "rgb" else resized
+            x = (rgb.astype(np.float32) - mean) / std
+        else:  # normalises the full image, then resizes floats
+            rgb = image[..., ::-1] if channels == "rgb" else image
+            x = cv2.resize((rgb.astype(np.float32) - mean) / std, size,
+                           interpolation=cv2.INTER_LINEAR)
+        x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        logits = session.run(None, {session.get_inputs()[0].name: x})[0][0]
+        height, width = image.shape[:2]
+        if not resize_logits:  # arg-max at the network's size, then the mask resized
+            small = logits.argmax(0).astype(np.uint8)
+            return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
+        logits = cv2.resize(logits.transpose(1, 2, 0), (width, height),
+                            interpolation=cv2.INTER_LINEAR)
+        return logits.argmax(axis=-1).astype(np.uint8)
+    return segment_onnx
+
+
+@pytest.fixture(scope="module")
+def segment_context(model, exported, trained_smoke):
+    mean = np.array(model.cfg.model.data_preprocessor.mean, dtype=np.float32)
+    std = np.array(model.cfg.model.data_preprocessor.std, dtype=np.float32)
+    ctx = dict(model=model, onnx_path=exported, voc_root=trained_smoke.voc_root)
+    return ctx, dict(mean=mean, std=std)
+
+
+def _bind(fn, stats):
+    return lambda session, image, size: fn(session, image, size, **stats)
+
+
+def test_segment_onnx_blank_and_right(segment_context):
+    ctx, stats = segment_context
+    verify = lambda fn: tasks.verify_segment_onnx(fn, **ctx)  # noqa: E731
+    assert evaluate(None, verify) == ("unanswered", [])
+    assert evaluate(lambda s, i, z: None, verify) == ("unanswered", [])
+    assert evaluate(_bind(deployment(), stats), verify) == ("correct", [])
+
+
+def test_segment_onnx_in_float64_with_cvtcolor_is_right(segment_context):
+    """Another correct way: float64 arithmetic, cv2.cvtColor, an int64 mask."""
+    ctx, stats = segment_context
+
+    def other(session, image, size):
+        rgb = cv2.cvtColor(cv2.resize(image, size), cv2.COLOR_BGR2RGB)
+        x = ((rgb - stats["mean"].astype(np.float64)) / stats["std"]).astype(np.float32)
+        feed = {session.get_inputs()[0].name: x.transpose(2, 0, 1)[None].copy()}
+        logits = session.run(None, feed)[0][0].transpose(1, 2, 0)
+        return cv2.resize(logits, image.shape[1::-1]).argmax(-1)
+
+    assert evaluate(other, lambda fn: tasks.verify_segment_onnx(fn, **ctx)) == ("correct", [])
+
+
+@pytest.mark.parametrize(("wrong", "says"), [
+    (deployment(channels="bgr"), "another class"),
+    (deployment(resize_logits=False), "another class"),
+    (deployment(resize_first=False), "another class"),
+])
+def test_segment_onnx_mistakes_are_named(segment_context, wrong, says):
+    ctx, stats = segment_context
+    status, problems = evaluate(_bind(wrong, stats),
+                                lambda fn: tasks.verify_segment_onnx(fn, **ctx))
+    assert status == "wrong" and says in problems[0], problems
+    assert "1 x 1 convolution" in problems[0], problems
+
+
+def test_segment_onnx_shape_and_type_mistakes(segment_context):
+    ctx, stats = segment_context
+    right = _bind(deployment(), stats)
+    verify = lambda fn: tasks.verify_segment_onnx(fn, **ctx)  # noqa: E731
+    status, problems = evaluate(lambda s, i, z: right(s, i, z)[:, :-1], verify)
+    assert status == "wrong" and "image's own (H, W)" in problems[0], problems
+    status, problems = evaluate(lambda s, i, z: right(s, i, z).astype(np.float32), verify)
+    assert status == "wrong" and "integers" in problems[0], problems
+    status, problems = evaluate(lambda s, i, z: right(s, i, z).tolist(), verify)
+    assert status == "wrong" and "not a numpy array" in problems[0], problems
+
+
+def test_conv_graph_follows_every_pixel(tmp_path):
+    session = ort.InferenceSession(str(tasks.conv_graph(tmp_path / "c.onnx", classes=5)),
+                                   providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(1, 3, 17, 23)).astype(np.float32)
+    logits = session.run(None, {"pixels": x})[0]
+    assert logits.shape == (1, 5, 17, 23)
+    assert len(np.unique(logits.argmax(1))) >= 3
+
+
+def test_deployment_size_is_mmcvs_keep_ratio_resize(model):
+    scale = next(t["scale"] for t in model.cfg.test_pipeline if t["type"] == "Resize")
+    image = np.zeros((375, 500, 3), np.uint8)
+    width, height = tasks.deployment_size(model, image)
+    assert max(width, height) <= max(scale) and min(width, height) <= min(scale)
+    assert abs(width / height - 500 / 375) < 0.02

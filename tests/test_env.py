@@ -175,3 +175,21 @@ def test_known_library_warnings_are_quiet_and_others_still_show():
         # the same words from anywhere else (here: this test) still show
         warnings.warn("``build_loss`` would be deprecated soon", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["``build_loss`` would be deprecated soon"]
+
+
+def test_the_onnx_exporters_known_noise_is_quiet_and_only_that():
+    import logging
+    import warnings
+
+    from helpers.env import quiet_known_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_known_warnings()
+        message = "`isinstance(treespec, LeafSpec)` is deprecated, use TreeSpec"
+        warnings.warn_explicit(message, FutureWarning, "copyreg.py", 105, module="copyreg")
+        warnings.warn(message, FutureWarning, stacklevel=1)  # from elsewhere: still shown
+    assert len(caught) == 1
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    assert not registration.isEnabledFor(logging.WARNING)
+    assert logging.getLogger("torch.onnx").isEnabledFor(logging.WARNING)

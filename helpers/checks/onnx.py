@@ -1,11 +1,15 @@
-"""Checks of notebook 05's tasks: pyramid-pooling cells, an exact dynamic export, ORT vs PyTorch.
+"""Checks of notebook 05's tasks: pyramid-pooling cells, an exact dynamic export, ORT vs PyTorch,
+and a deployment by hand (numpy, OpenCV and an ONNX Runtime session).
 
 Each ``verify_*`` takes the student's answer (and the task's context) and returns the problems
 found (see `helpers.checks.check`), registered in :data:`TASKS`. The truths come from elsewhere
 than the solutions: torch's own ``adaptive_avg_pool2d`` on ramps (the mean of a cell of
 ``0, 1, 2, ...`` and of its squares tells which pixels the cell holds), ONNX Runtime sessions
 opened here against the untouched PyTorch model, and a model whose scores were shifted on
-purpose, so that a comparison that cannot see a difference is caught.
+purpose, so that a comparison that cannot see a difference is caught. A deployment is compared
+with mmseg's ``inference_model`` on validation images, and on a small graph (a 1 x 1 convolution,
+:func:`conv_graph`) whose logits follow every pixel, with the truth built from mmcv's resize, the
+model's own data preprocessor and mmseg's resize of the logits.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ __all__ = [
     "BIN_CASES",
     "CHECK_SIZES",
     "COURSE_METADATA",
+    "conv_graph",
+    "deployment_size",
     "shifted_model",
     "verify_bin_edges",
     "verify_export",
     "verify_ort_vs_pytorch",
+    "verify_segment_onnx",
     "TASKS",
 ]
 
@@ -247,16 +254,138 @@ def verify_ort_vs_pytorch(ort_vs_pytorch: Callable, model: Any, onnx_path: Any) 
     return problems
 
 
+def conv_graph(path: str | Path, classes: int = 5, seed: int = 0,
+               input_name: str = "pixels") -> Path:
+    """Write a tiny ONNX graph: a 1 x 1 convolution from 3 channels to ``classes`` logits, float
+    ``N x 3 x H x W`` in, logits at the same size out. Its arg-max changes with every pixel's
+    colour, so each step of a deployment (resize, channel order, mean/std, the resize of the
+    logits) shows in the mask."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(size=(classes, 3, 1, 1)).astype(np.float32)
+    bias = rng.normal(scale=0.3, size=classes).astype(np.float32)
+    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes, "H", "W"])
+    node = helper.make_node("Conv", [input_name, "w", "b"], ["logits"])
+    graph = helper.make_graph([node], "conv1x1", [x], [y], [numpy_helper.from_array(weight, "w"),
+                                                           numpy_helper.from_array(bias, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def deployment_size(model: Any, image: Any) -> tuple[int, int]:
+    """(width, height) at which the config's test-time Resize shows ``image`` to the network."""
+    import mmcv
+
+    resize = next(step for step in model.cfg.test_pipeline if step["type"] == "Resize")
+    height, width = image.shape[:2]
+    if not resize.get("keep_ratio"):
+        return tuple(int(s) for s in resize["scale"])
+    return tuple(mmcv.rescale_size((width, height), tuple(resize["scale"])))
+
+
+def _pipeline_mask(session: Any, model: Any, image: Any, size: tuple[int, int]) -> Any:
+    """The mask mmseg's inference would give with ``session`` as the network: mmcv's resize,
+    the model's data preprocessor, the graph, mmseg's resize of the logits, the arg-max."""
+    import mmcv
+    import torch
+    from mmseg.models.utils import resize
+
+    resized = mmcv.imresize(image, size, interpolation="bilinear")
+    chw = torch.from_numpy(resized.transpose(2, 0, 1).copy())
+    with torch.no_grad():
+        x = model.data_preprocessor(dict(inputs=[chw]), False)["inputs"].float()
+    logits = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    back = resize(torch.from_numpy(logits), size=image.shape[:2], mode="bilinear",
+                  align_corners=False, warning=False)
+    return back.argmax(1)[0].numpy()
+
+
+def _smooth_image(seed: int, height: int, width: int) -> Any:
+    """A BGR uint8 test image: random colours, smoothly interpolated."""
+    import cv2
+    import numpy as np
+
+    coarse = np.random.default_rng(seed).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _mask_problem(got: Any, want: Any, where: str) -> str:
+    """'' when ``got`` is ``want``'s mask (but for a pixel in a thousand, ties), else why not."""
+    import numpy as np
+
+    if not isinstance(got, np.ndarray):
+        return f"{where}: it returned {type(got).__name__}, not a numpy array"
+    if got.shape != want.shape:
+        return (f"{where}: the mask has shape {got.shape}, not the image's own (H, W) = "
+                f"{want.shape}")
+    if not np.issubdtype(got.dtype, np.integer):
+        return f"{where}: the mask's dtype is {got.dtype}: class ids are integers"
+    differ = float((got != want).mean())
+    if differ > 1e-3:
+        return (f"{where}: {100 * differ:.1f} % of the pixels have another class than mmseg's "
+                "inference gives (test-time Resize, data preprocessor, resize of the logits, "
+                "arg-max)")
+    return ""
+
+
+def verify_segment_onnx(segment_onnx: Callable, model: Any, onnx_path: Any,
+                        voc_root: Any) -> list[str]:
+    """``segment_onnx(session, image, size)`` on a 1 x 1 convolution graph (truth: mmcv, the
+    model's data preprocessor, mmseg's resize) and on the exported model with validation
+    images (truth: mmseg's ``inference_model``)."""
+    import tempfile
+
+    import cv2
+    import onnxruntime as ort
+    from mmseg.apis import inference_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        conv = ort.InferenceSession(str(conv_graph(Path(tmp) / "conv.onnx", seed=3)),
+                                    providers=["CPUExecutionProvider"])
+    for height, width, size in ((61, 83, (120, 90)), (90, 70, (45, 58))):
+        image = _smooth_image(height * width, height, width)
+        got = answered(segment_onnx(conv, image.copy(), size))
+        problem = _mask_problem(got, _pipeline_mask(conv, model, image, size),
+                                f"on a 1 x 1 convolution graph, a {width}x{height} image seen at "
+                                f"{size[0]}x{size[1]}")
+        if problem:
+            return [problem]
+    session = _session(onnx_path)
+    ids = (Path(voc_root) / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    for image_id in ids[:2]:
+        path = Path(voc_root) / "JPEGImages" / f"{image_id}.jpg"
+        image = cv2.imread(str(path))
+        got = answered(segment_onnx(session, image.copy(), deployment_size(model, image)))
+        want = inference_model(model, str(path)).pred_sem_seg.data[0].cpu().numpy()
+        problem = _mask_problem(got, want, f"on {path.name} with the exported model")
+        if problem:
+            return [problem]
+    return []
+
+
 #: The tasks of notebook 05 and their hints (an API or a concept, never the code).
 TASKS = {
     "bin_edges": Task(verify_bin_edges, hint="the start rounds down and the end rounds up, as in "
                                              "the rule above; Python's // is a floor, and a "
                                              "ceiling can be written as a floor of negatives"),
-    "export_exact": Task(verify_export, hint="torch.onnx.export's dynamo exporter and its "
-                                             "`dynamic_shapes` argument (torch.export.Dim); the "
-                                             "context manager exact_adaptive_pooling"),
-    "ort_vs_pytorch": Task(verify_ort_vs_pytorch, hint="onnxruntime.InferenceSession.run returns "
-                                                       "a list of N x C x H x W arrays; the "
-                                                       "classes are axis 1; numpy's abs, max, "
-                                                       "argmax and mean"),
+    "export_exact": Task(verify_export, hint="torch.onnx.export's `dynamic_shapes` (torch's "
+                                             "docs: torch.export, dynamic shapes, "
+                                             "torch.export.Dim); section 3's context manager "
+                                             "that swaps the pooling only inside its block"),
+    "ort_vs_pytorch": Task(verify_ort_vs_pytorch, hint="InferenceSession.run and the input "
+                                                       "names of get_inputs(); the class axis of "
+                                                       "N x C x H x W logits; numpy's "
+                                                       "reductions"),
+    "segment_onnx": Task(verify_segment_onnx, hint="mmseg's test pipeline (mmcv's Resize), "
+                                                   "SegDataPreProcessor (bgr_to_rgb, mean, std), "
+                                                   "the NCHW layout, and mmseg's resize of the "
+                                                   "logits before the arg-max; OpenCV's "
+                                                   "cv2.resize and its dsize order"),
 }

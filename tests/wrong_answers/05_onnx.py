@@ -16,7 +16,7 @@ my_onnx = None
 example = torch.randn(1, 3, 256, 320)
 dynamic = torch.export.Dim.DYNAMIC
 with torch.no_grad():
-    torch.onnx.export(SegmentorGraph(model).eval(), (example,), f"{ONNX_DIR}/mine.onnx",
+    torch.onnx.export(graph, (example,), f"{ONNX_DIR}/mine.onnx",
                       dynamo=True, external_data=False, verbose=False,
                       input_names=["input"], output_names=["logits"],
                       dynamic_shapes=({2: dynamic, 3: dynamic},))
@@ -30,5 +30,16 @@ def ort_vs_pytorch(onnx_path, model, x):
     with torch.no_grad():
         want = SegmentorGraph(model).eval()(x).numpy()
     return float(np.abs(got - want).mean()), float((got.argmax(1) == want.argmax(1)).mean())
+''',
+    # the data preprocessor's numbers, but OpenCV's BGR order left as it is
+    "segment_onnx": '''
+def segment_onnx(session, image, size):
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    x = (resized.astype(np.float32) - MEAN) / STD
+    x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    logits = session.run(None, {session.get_inputs()[0].name: x})[0][0]
+    height, width = image.shape[:2]
+    logits = cv2.resize(logits.transpose(1, 2, 0), (width, height), interpolation=cv2.INTER_LINEAR)
+    return logits.argmax(axis=-1).astype(np.uint8)
 ''',
 }
