@@ -38,7 +38,6 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "model_edits": ("build_config", "set_norm_type", "seed_cfg", "official"),
     "data_edits": ("build_config", "seed_cfg", "official"),
     "schedule_edits": ("build_config", "seed_cfg", "official"),
-    "train": ("train", "build_runner"),
     "resume": ("train", "build_runner"),
     "best_iteration": ("read_scalars", "val_metrics", "find_checkpoint", "load_checkpoint"),
     "blend": ("prediction_grid", "worst_gallery", "predict_images", "predict_cli"),

@@ -2,7 +2,8 @@
 preset on the demo data: blank is unanswered, the solution is correct, plausible mistakes are
 wrong with a message that names the problem and does not give the expected value away. The
 notebook's probes (its hidden tests) record the same payload for two correct answers and another
-one for each plausible mistake."""
+one for each plausible mistake. The hook task's check and probe train a few iterations each (a
+new run, then that run resumed) with the hook attached."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
 import helpers.checks.record
@@ -65,40 +68,119 @@ def run(demo_root, tmp_path_factory):
     return cfg, runner
 
 
-def test_a_trained_runner_is_correct_an_untrained_one_is_not(run):
-    cfg, runner = run
-    verify = training.TASKS["train"].verify
-    assert evaluate(None, verify, cfg=cfg) == ("unanswered", [])
-    assert evaluate(runner, verify, cfg=cfg) == ("correct", [])
-    scope = {"Runner": Runner, "run_cfg": prepare_config(cfg)}
-    exec(WRONG["train"], scope)  # built, not trained
-    assert evaluate(scope["runner"], verify, cfg=cfg) == ("wrong", [
-        "the runner saved no checkpoint in the work dir: it was built, but it has not trained"])
-    assert evaluate(cfg, verify, cfg=cfg)[1] == ["`runner` is a Config, not an mmengine Runner"]
+def _solution_cell(grade_id: str) -> str:
+    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    return cell.source.replace("### BEGIN SOLUTION\n", "").replace("### END SOLUTION\n", "")
 
 
-def test_a_run_of_another_length_is_named(run):
-    cfg, runner = run
-    longer = copy.deepcopy(cfg)
-    longer.train_cfg.max_iters = 6
-    status, problems = evaluate(runner, training.verify_train, cfg=longer)
-    assert status == "wrong"
-    assert problems == ["the run's last checkpoint holds iteration 4, but the config trains 6 "
-                        "iterations",
-                        "the run validated at iterations [2, 4], not every "
-                        "train_cfg.val_interval up to max_iters"]
+def _hook(source: str):
+    """The class that answer `source` registers as LossLrLogger (the registry's entry)."""
+    scope = {"json": json, "Path": Path}
+    exec(source, scope)
+    return scope["LossLrLogger"]
 
 
-def test_the_train_probe_records_the_run_and_not_a_runner_that_did_not_train(run, monkeypatch):
-    cfg, runner = run
-    truth = _probe("train_test", monkeypatch, runner=runner, WORK_DIR=cfg.work_dir)
-    assert truth == {"runner": True, "in_work_dir": True, "last_is_this_run": True,
-                     "last_iter": 4, "val_steps": [2, 4], "last_step": 4, "best_saved": True}
-    scope = {"Runner": Runner, "run_cfg": prepare_config(cfg)}
-    exec(WRONG["train"], scope)  # built, not trained: the work dir holds another run's files
-    wrong = _probe("train_test", monkeypatch, runner=scope["runner"], WORK_DIR=cfg.work_dir)
-    assert not same(wrong, truth)
-    assert not same(_probe("train_test", monkeypatch, runner=None, WORK_DIR=cfg.work_dir), truth)
+class _Rows(Hook):
+    """A correct hook but for `row`: what a variant records for one iteration."""
+
+    def before_train(self, runner):
+        self.rows = []
+
+    def row(self, runner, outputs):
+        return {"iter": runner.iter + 1, "loss": outputs["loss"].item(),
+                "lr": runner.optim_wrapper.get_lr()["lr"][0]}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.rows.append(self.row(runner, outputs))
+
+    def after_train(self, runner):
+        Path(runner.work_dir, training.HOOK_FILE).write_text(json.dumps(self.rows))
+
+
+class CountsItself(_Rows):  # numbers iterations with a counter of its own: 1 after a resume too
+    def before_train(self, runner):
+        self.rows, self.n = [], 0
+
+    def row(self, runner, outputs):
+        self.n += 1
+        return {**super().row(runner, outputs), "iter": self.n}
+
+
+class ConfiguredLr(_Rows):  # the config's lr, not the scheduler's
+    def row(self, runner, outputs):
+        return {**super().row(runner, outputs), "lr": runner.cfg.optim_wrapper.optimizer.lr}
+
+
+class DecodeLossOnly(_Rows):  # the decode head's loss without the auxiliary head's
+    def row(self, runner, outputs):
+        return {**super().row(runner, outputs), "loss": outputs["decode.loss_ce"].item()}
+
+
+class KeepsTensors(_Rows):  # the loss tensor itself: json cannot write it
+    def row(self, runner, outputs):
+        return {**super().row(runner, outputs), "loss": outputs["loss"]}
+
+
+class SharedRows(_Rows):  # rows in a class attribute: a second run appends to the first's
+    rows: list = []
+
+    def before_train(self, runner):
+        pass
+
+
+def _registered(cls):
+    HOOKS.register_module(name=training.HOOK_NAME, module=cls, force=True)
+    return cls
+
+
+@pytest.fixture(scope="module")
+def hook_cfg(demo_root, tmp_path_factory):
+    return _tiny(demo_root, tmp_path_factory.mktemp("hook") / "run")
+
+
+def test_the_hook_check_blank_right_and_mistakes(hook_cfg):
+    verify = training.TASKS["loss_lr_hook"].verify
+    assert evaluate(None, verify, cfg=hook_cfg) == ("unanswered", [])
+    assert evaluate(_hook(_solution_cell("loss_lr_hook")), verify, cfg=hook_cfg) == (
+        "correct", [])
+    assert evaluate(_hook(WRONG["loss_lr_hook"]), verify, cfg=hook_cfg) == ("wrong", [
+        "in a new run your rows are for iterations [0, 1], but the run trained iterations "
+        "[1, 2] (the step of mmengine's log)",
+        "in a run resumed at iteration 2 your rows are for iterations [2], but the run trained "
+        "iterations [3] (the step of mmengine's log)"])
+    assert evaluate(_registered(CountsItself), verify, cfg=hook_cfg) == ("wrong", [
+        "in a run resumed at iteration 2 your rows are for iterations [1], but the run trained "
+        "iterations [3] (the step of mmengine's log)"])
+    status, problems = evaluate(_registered(ConfiguredLr), verify, cfg=hook_cfg)
+    assert status == "wrong" and problems[0].startswith(
+        "in a new run the learning rate of iteration 2 is 0.05, but the optimizer used ")
+    status, problems = evaluate(_registered(DecodeLossOnly), verify, cfg=hook_cfg)
+    assert status == "wrong" and problems[0].startswith("in a new run the loss of iteration 1 ")
+    status, problems = evaluate(_registered(KeepsTensors), verify, cfg=hook_cfg)
+    assert status == "wrong" and problems[0].startswith(
+        "your code raised TypeError: Object of type Tensor is not JSON serializable")
+    assert evaluate(lambda: None, verify, cfg=hook_cfg)[1] == [
+        "`LossLrLogger` is a function, not a subclass of mmengine's Hook"]
+    _registered(CountsItself)
+    assert evaluate(ConfiguredLr, verify, cfg=hook_cfg)[1] == [
+        "no hook named LossLrLogger in mmengine's HOOKS registry is this class: register it "
+        "there (custom_hooks finds hooks by their registered name)"]
+
+
+def test_the_hook_probe_tells_right_from_wrong(hook_cfg, monkeypatch):
+    def probe(hook):
+        return _probe("loss_lr_hook_test", monkeypatch, LossLrLogger=hook, cfg=hook_cfg)
+
+    truth = probe(_hook(_solution_cell("loss_lr_hook")))
+    assert truth == {"hook": True, "runs": [
+        {"iters": [1, 2, 3], "loss_as_logged": [True] * 3, "lr_as_logged": [True] * 3},
+        {"iters": [4, 5], "loss_as_logged": [True] * 2, "lr_as_logged": [True] * 2}]}
+    assert not same(probe(_hook(WRONG["loss_lr_hook"])), truth)
+    assert not same(probe(_registered(SharedRows)), truth)
+    assert not same(probe(_registered(ConfiguredLr)), truth)
+    assert probe(_registered(KeepsTensors)) == {"hook": True, "error": "TypeError"}
+    assert probe(None) == {"hook": False}
 
 
 def best_iteration(scalars_file):

@@ -1,14 +1,17 @@
-"""Checks of notebook 03's tasks: train with a Runner, find the best iteration, resume a run.
+"""Checks of notebook 03's tasks: a hook of one's own, the best iteration, resume a run.
 
 The checks read what a run leaves behind, not what the student's code says about it: the
 checkpoints in the work dir (their ``meta``: iteration and the run's experiment name), the run's
-``vis_data/scalars.json`` and its log file. The best-iteration check tries the student's function
-on two made-up logs whose answers are written here as data, and on the run's own log against the
-iteration of the best checkpoint that mmengine's ``CheckpointHook`` saved.
+``vis_data/scalars.json`` and its log file. The hook check trains a few iterations with the
+student's hook attached, then resumes that run, and compares the hook's file with the loss and
+learning rate that mmengine logged for the same iterations. The best-iteration check tries the
+student's function on two made-up logs whose answers are written here as data, and on the run's
+own log against the iteration of the best checkpoint that mmengine's ``CheckpointHook`` saved.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import numbers
 import re
@@ -18,7 +21,8 @@ from typing import Any
 
 from helpers.checks import Task, answered
 
-__all__ = ["verify_train", "verify_best_iteration", "verify_resume", "TASKS"]
+__all__ = ["HOOK_FILE", "HOOK_NAME", "hook_run_config", "hook_runs", "verify_best_iteration",
+           "verify_loss_lr_hook", "verify_resume", "TASKS"]
 
 
 def _meta(path: Path | None) -> dict:
@@ -48,39 +52,6 @@ def _runner_problem(runner: Any, name: str) -> str | None:
     if not isinstance(runner, Runner):
         return f"`{name}` is a {type(runner).__name__}, not an mmengine Runner"
     return None
-
-
-def verify_train(runner: Any, cfg: Any) -> list[str]:
-    """`runner` trained `cfg` to its end, in its work dir (the last and best checkpoints, and the
-    validations in the run's scalars.json)."""
-    if problem := _runner_problem(runner, "runner"):
-        return [problem]
-    work_dir, max_iters = Path(cfg.work_dir), cfg.train_cfg.max_iters
-    if Path(runner.work_dir).resolve() != work_dir.resolve():
-        return [f"the runner works in {runner.work_dir}, not in the config's work_dir"]
-    meta = _meta(_last_checkpoint(work_dir))
-    if meta.get("experiment_name") != runner.experiment_name:
-        return ["the runner saved no checkpoint in the work dir: it was built, but it has "
-                "not trained"]
-    problems = []
-    if meta.get("iter") != max_iters:
-        problems.append(f"the run's last checkpoint holds iteration {meta.get('iter')}, but "
-                        f"the config trains {max_iters} iterations")
-    interval = cfg.train_cfg.val_interval
-    want = set(range(interval, max_iters + 1, interval)) | {max_iters}
-    got = {row["step"] for row in _scalars(runner) if "mIoU" in row}
-    if not got:
-        problems.append(f"the run logged no validation into {runner.log_dir}/vis_data/"
-                        "scalars.json: mmengine's visualizer of an earlier run may have "
-                        "taken its scalars; build the runner from run_cfg")
-    elif got != want:
-        problems.append(f"the run validated at iterations {sorted(got)}, not every "
-                        "train_cfg.val_interval up to max_iters")
-    best = [p for p in work_dir.glob("best_*.pth")
-            if _meta(p).get("experiment_name") == runner.experiment_name]
-    if not best:
-        problems.append("the run saved no best checkpoint (best_mIoU_iter_N.pth)")
-    return problems
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,11 +161,126 @@ def verify_resume(resumed: Any, start_iter: int, extra_iters: int) -> list[str]:
     return []
 
 
+# ----------------------------------------------------------------------------------------------
+# A hook of one's own
+
+#: The registry name and the file of notebook 03's hook task.
+HOOK_NAME, HOOK_FILE = "LossLrLogger", "loss_lr.json"
+
+
+def hook_run_config(cfg: Any, work_dir: str | Path, max_iters: int, **changes: Any) -> Any:
+    """A few iterations of `cfg` with the hook task's hook attached, for trying the hook.
+
+    Batch 2, no validation, a checkpoint at the end, a quiet log, and a logged scalar every
+    iteration without smoothing (``log_processor.window_size=1``), so that
+    ``vis_data/scalars.json`` holds each iteration's own loss and learning rate: the truth that
+    the hook's file is compared with.
+    `changes` (dotted keys) go on top, e.g. ``resume=True, load_from=...``.
+    """
+    from mmengine.config import Config
+
+    from helpers.train import prepare_config
+
+    tiny = Config(copy.deepcopy(cfg.to_dict()))
+    for key in ("val_dataloader", "val_cfg", "val_evaluator"):
+        tiny.pop(key, None)
+    tiny.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False,
+                                         interval=max_iters)
+    tiny.default_hooks.visualization = None  # it draws nothing and warns that it draws nothing
+    tiny.custom_hooks = [dict(type=HOOK_NAME)]
+    tiny.merge_from_dict({
+        "work_dir": str(work_dir), "load_from": None, "resume": False, "log_level": "ERROR",
+        "train_cfg.max_iters": max_iters, "train_dataloader.batch_size": 2,
+        "default_hooks.logger.interval": 1, "log_processor.window_size": 1, **changes})
+    return prepare_config(tiny)
+
+
+def hook_runs(cfg: Any, folder: str | Path, first: int, then: int,
+              **changes: Any) -> list[tuple[Any, list[dict]]]:
+    """Train `first` iterations with the hook, then resume that run up to iteration `then`.
+
+    Returns, per run, what the hook wrote (the parsed ``HOOK_FILE``, or None when it wrote
+    none) and the run's logged training scalars by step.
+    """
+    from mmengine.runner import Runner
+
+    runs = []
+    for work_dir, extra in ((Path(folder, "run"), {}),
+                            (Path(folder, "resumed"),
+                             {"resume": True, "train_cfg.max_iters": then,
+                              "load_from": str(Path(folder, "run", f"iter_{first}.pth"))})):
+        runner = Runner.from_cfg(hook_run_config(cfg, work_dir, first, **{**changes, **extra}))
+        runner.train()
+        written = work_dir / HOOK_FILE
+        logged = {row["step"]: row for row in _scalars(runner) if "loss" in row}
+        runs.append((json.loads(written.read_text()) if written.is_file() else None, logged))
+    return runs
+
+
+def _rows_problem(rows: Any) -> str | None:
+    if rows is None:
+        return (f"after training, the run's work_dir holds no {HOOK_FILE}: write it when "
+                "training ends")
+    if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and {"iter", "loss", "lr"} <= set(r) for r in rows):
+        return (f"{HOOK_FILE} must hold a JSON list with one object per training iteration, "
+                "each with the keys iter, loss and lr")
+    return None
+
+
+def _close(a: Any, b: float) -> bool:
+    return isinstance(a, numbers.Real) and not isinstance(a, bool) and \
+        abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
+def verify_loss_lr_hook(hook: Any, cfg: Any) -> list[str]:
+    """`hook` is a Hook registered as ``LossLrLogger`` that writes every iteration's loss and
+    learning rate to ``<work_dir>/loss_lr.json``, compared with mmengine's own log of a short
+    run and of that run resumed."""
+    from mmengine.hooks import Hook
+    from mmseg.registry import HOOKS  # mmseg's registry also finds what mmengine's holds
+
+    answered(hook, HOOK_NAME)
+    if not (isinstance(hook, type) and issubclass(hook, Hook)):
+        return [f"`{HOOK_NAME}` is a {type(hook).__name__}, not a subclass of mmengine's Hook"]
+    if HOOKS.get(HOOK_NAME) is not hook:
+        return [f"no hook named {HOOK_NAME} in mmengine's HOOKS registry is this class: "
+                "register it there (custom_hooks finds hooks by their registered name)"]
+    first, then = 2, 3
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = hook_runs(cfg, tmp, first, then)
+    problems = []
+    for (rows, logged), what in zip(runs, ("a new run", f"a run resumed at iteration {first}"),
+                                    strict=True):
+        if problem := _rows_problem(rows):
+            return [f"in {what}: {problem}"]
+        iters = [row["iter"] for row in rows]
+        if iters != sorted(logged):
+            problems.append(f"in {what} your rows are for iterations {iters}, but the run "
+                            f"trained iterations {sorted(logged)} (the step of mmengine's log)")
+            continue
+        for row in rows:
+            want = logged[row["iter"]]
+            if not _close(row["loss"], want["loss"]):
+                problems.append(f"in {what} the loss of iteration {row['iter']} is "
+                                f"{row['loss']!r}, but the run logged {want['loss']:.4f}: the "
+                                "total loss the model returned for that iteration, as a number")
+                break
+            if not _close(row["lr"], want["lr"]):
+                problems.append(f"in {what} the learning rate of iteration {row['iter']} is "
+                                f"{row['lr']!r}, but the optimizer used {want['lr']:.6g}: the "
+                                "scheduler changes it every iteration")
+                break
+    return problems
+
+
 #: The tasks of notebook 03 and their hints (an API or a concept, never the code).
 TASKS = {
-    "train": Task(verify_train, hint="mmengine's Runner: a class method builds one from a "
-                                     "config, and a method of the runner runs the loop that "
-                                     "train_cfg describes (MMEngine's Runner tutorial)"),
+    "loss_lr_hook": Task(verify_loss_lr_hook,
+                         hint="mmengine's Hook and its after_train_iter and after_train points "
+                              "(MMEngine's 'Hook' tutorial); the HOOKS registry; "
+                              "runner.iter counts from 0, the log's step from 1; the "
+                              "optimizer wrapper knows the current learning rate"),
     "best_iteration": Task(verify_best_iteration,
                            hint="validation lines are the ones with an 'mIoU' key, and a "
                                 "line's iteration is its 'step'; of equal maxima the first "

@@ -5,9 +5,26 @@ replaced) and expects the test cell after each of them to fail. See source/READM
 """
 
 WRONG_ANSWERS = {
-    # builds the runner and stops there: nothing trains
-    "train": '''
-runner = Runner.from_cfg(run_cfg)
+    # numbers its rows with runner.iter as it is during after_train_iter (0 for the first
+    # iteration: the loop counts the iteration only after its hooks ran), one below the log's step
+    "loss_lr_hook": '''
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+LossLrLogger = None
+
+
+@HOOKS.register_module(force=True)
+class LossLrLogger(Hook):  # noqa: F811
+    def before_train(self, runner):
+        self.rows = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        lr = runner.optim_wrapper.get_lr()["lr"][0]
+        self.rows.append({"iter": runner.iter, "loss": outputs["loss"].item(), "lr": lr})
+
+    def after_train(self, runner):
+        Path(runner.work_dir, "loss_lr.json").write_text(json.dumps(self.rows))
 ''',
     # the last validation instead of the best one (right on a run whose last validation is its best)
     "best_iteration": '''
