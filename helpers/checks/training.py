@@ -186,7 +186,7 @@ def hook_run_config(cfg: Any, work_dir: str | Path, max_iters: int, **changes: A
         tiny.pop(key, None)
     tiny.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False,
                                          interval=max_iters)
-    tiny.default_hooks.visualization = None  # it draws nothing and warns that it draws nothing
+    tiny.default_hooks.pop("visualization", None)  # draws nothing, and warns that it does not
     tiny.custom_hooks = [dict(type=HOOK_NAME)]
     tiny.merge_from_dict({
         "work_dir": str(work_dir), "load_from": None, "resume": False, "log_level": "ERROR",
