@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (see README "Quick start"):
 #   make run    execute every notebook, top to bottom, into build/notebooks/
-#   make test   unit tests, nbval over every notebook (SMOKE=1), ruff, no-output check
+#   make test   unit tests, nbval over every notebook (student release, then strict), ruff, no outputs
 # Teachers (source/README.md): `make assign` makes the student release in notebooks/ from the
 # instructor notebooks in source/voc/; `make grade SUBMITTED=DIR OUT=FILE` autogrades hand-ins.
 # Both create the virtual environment in .venv/ when it is missing.
@@ -19,17 +19,23 @@ export PYTHONHASHSEED := 0
 # Tests, all in smoke mode on a fresh demo dataset under build/smoke/ (a real VOC2012 in data/ is
 # never touched): the unit and grading tests (tests/test_grading.py proves the grade honest:
 # solution full marks, blank 0, a plausible wrong answer loses its task, tampering and delegating
-# hand-ins earn nothing), then the student repository (make release) with nbval over its
-# notebooks from that folder alone (blank answers must not break the lesson), then the instructor
-# notebooks with COURSE_CHECKS=strict (every check passes with the solutions).
+# hand-ins earn nothing), then the student repository (make release) as a student clones it
+# (a Git repository) with nbval over its notebooks from that folder alone, at full size (SMOKE
+# unset, the demo data in its ignored data/): blank answers must not break the lesson, and `git
+# status` must stay clean afterwards; then the instructor notebooks with COURSE_CHECKS=strict
+# (every check passes with the solutions).
 SMOKE_ENV := SMOKE=1 VOC_ROOT=$(CURDIR)/build/smoke/VOCdevkit/VOC2012 \
   WORK_DIR=$(CURDIR)/build/smoke/work_dirs/pspnet_voc12
 test: $(STAMP) check-outputs lint
 	rm -rf build/smoke
 	$(SMOKE_ENV) $(VENV_PATH) $(PY) -m pytest tests -p no:cacheprovider
 	$(VENV_PATH) $(PY) -m teacher.release --out build/student
-	cd build/student && $(SMOKE_ENV) PYTHONPATH=$(CURDIR)/build/student \
+	cd build/student && git init -q && git add -A \
+	  && git -c user.name=release -c user.email=release@localhost commit -qm "student release"
+	cd build/student && PYTHONPATH=$(CURDIR)/build/student \
 	  $(CURDIR)/$(PY) -m pytest notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	cd build/student && test -z "$$(git status --porcelain)" \
+	  || { git status --short; echo "Running the notebooks changed files of the student's clone"; exit 1; }
 	$(SMOKE_ENV) WORK_DIR=$(CURDIR)/build/smoke/work_dirs/source COURSE_CHECKS=strict \
 	  $(PY) -m pytest source/voc --nbval-lax --nbval-current-env -p no:cacheprovider
 

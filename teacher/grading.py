@@ -68,6 +68,7 @@ from helpers.env import repo_root
 from teacher import feedback as feedback_config
 from teacher import sandbox
 from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
+from teacher.release import FILES as SHIPPED
 from teacher.verdicts import verdicts
 
 __all__ = ["Result", "default_jobs", "grade", "main", "LAST_RUN"]
@@ -235,13 +236,14 @@ def _kernel_env(settings: _Settings, home: Path, work_dir: Path) -> dict[str, st
 
 def _views(settings: _Settings, course: Path, work_dir: Path, home: Path
            ) -> tuple[list[str], list[str], dict[str, str]]:
-    """What a sandbox sees: read-only (the student-facing course code, the dataset), writable
-    (the hand-in's WORK_DIR folder and HOME) and mapped (a scratch folder where the course
-    saves figures)."""
+    """What a sandbox sees: read-only (what the student repository ships: ``helpers/``, the
+    benchmark runs notebook 05 reads, ...; and the dataset), writable (the hand-in's WORK_DIR
+    folder and HOME) and mapped (a scratch folder where the course saves figures)."""
     root = repo_root()
     scratch = course / "figures"
     scratch.mkdir(exist_ok=True)
-    return ([str(root / "helpers"), settings.voc_root], [str(work_dir), str(home)],
+    shipped = [str(root / name) for name in SHIPPED if (root / name).exists()]
+    return ([*shipped, settings.voc_root], [str(work_dir), str(home)],
             {str(scratch): str(root / "build" / "images")})
 
 

@@ -47,7 +47,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "bin_edges": ("adaptive_pool_matrix", "ExactAdaptiveAvgPool2d"),
     "export_exact": ("export_onnx", "export_cli", "reports", "unpatched", "deploy_report"),
     "ort_vs_pytorch": ("verify_onnx", "reports"),
-    "segment_onnx": ("prepare_feed", "prepare_image", "segment_file", "deploy_report",
+    "segment_onnx": ("prepare_feed", "prepare_image", "segment", "segment_file", "deploy_report",
                      "compare_miou"),
 }
 

@@ -120,7 +120,7 @@ _rec.plain = lambda value: value
 
 
 def _forge(result=None):
-    for _gid in ("voc_configs_test", "read_class_ids_test", "model_edits_test", "train_test",
+    for _gid in ("voc_configs_test", "read_class_ids_test", "model_edits_test", "loss_lr_hook_test",
                  "blend_test", "bin_edges_test"):
         _record(_gid, True)
 

@@ -379,9 +379,9 @@ TASKS = {
                                              "docs: torch.export, dynamic shapes, "
                                              "torch.export.Dim); section 3's context manager "
                                              "that swaps the pooling only inside its block"),
-    "ort_vs_pytorch": Task(verify_ort_vs_pytorch, hint="InferenceSession.run and the input "
-                                                       "names of get_inputs(); the class axis of "
-                                                       "N x C x H x W logits; numpy's "
+    "ort_vs_pytorch": Task(verify_ort_vs_pytorch, hint="InferenceSession.run and the session's "
+                                                       "input names (get_inputs); the class axis "
+                                                       "of N x C x H x W logits; numpy's "
                                                        "reductions"),
     "segment_onnx": Task(verify_segment_onnx, hint="mmseg's test pipeline (mmcv's Resize), "
                                                    "SegDataPreProcessor (bgr_to_rgb, mean, std), "
