@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -147,13 +148,18 @@ def verify_onnx(segmentor: nn.Module, onnx_path: str | Path, sizes: Sequence[tup
     session = deploy.make_session(onnx_path)
     reference = SegmentorGraph(segmentor, preprocess, postprocess).eval()
     names = [i.name for i in session.get_inputs()]
+    # A graph that fails to run is a failed check with ORT's message (below); ORT's logger would
+    # also print that message to stderr, where a notebook shows it as an error box.
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4
     checks = []
     for k, (height, width) in enumerate(sizes):
         inputs = _example_inputs(reference, batch, height, width, seed=k)
         with torch.no_grad():
             expected = reference(*inputs)
         try:
-            got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+            got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)},
+                              quiet)
         except Exception as err:  # a wrong graph may not even run; that is a failed check
             message = str(err).split("Status Message:")[-1].strip().splitlines()[0]
             checks.append(SizeCheck(height, width, float("inf"), 0.0, error=message))
