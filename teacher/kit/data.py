@@ -1,14 +1,10 @@
-"""Hand a task's outputs to the grader as plain data: ``record(grade_id, payload)``.
+"""Plain data for the grader: what a probe returns leaves the sandbox as JSON, nothing else.
 
-The teacher's hidden tests call the student's code on inputs the student has never seen and pass
-what it returned to :func:`record`. It shows the payload as one output of the test cell, under the
-MIME type :data:`RECORD_MIME`, as JSON. The grader reads it from the graded notebook and compares
-it, in its own process, with what the instructor's solution recorded in a clean kernel. Nothing
-in this module decides a grade: it only turns values into JSON.
-
-Only ``dict`` (str keys), ``list``, ``tuple``, ``str``, ``int``, ``float``, ``bool`` and ``None``
-pass, by their exact type: an object that merely claims to equal something is refused. Use
-:func:`plain` for numpy values and :func:`digest` for large exact arrays.
+Only ``dict`` (str keys), ``list``, ``str``, ``int``, ``float``, ``bool`` and ``None`` pass, by
+their exact type: an object that merely claims to equal something is refused. :func:`plain`
+turns numpy values, tuples and mappings into those; :func:`digest` stands for a large exact
+array. This module runs inside the grading sandbox (teacher/kit/harness.py) and imports nothing
+of the course.
 """
 
 from __future__ import annotations
@@ -19,27 +15,25 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["RECORD_MIME", "record", "plain", "digest"]
-
-#: The MIME type of a recorded payload in a test cell's outputs.
-RECORD_MIME = "application/vnd.voc-course.record+json"
+__all__ = ["plain", "digest", "check_plain"]
 
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _check(value: Any, where: str = "payload") -> None:
+def check_plain(value: Any, where: str = "payload") -> None:
+    """Raise TypeError unless `value` is plain data (see the module's docstring)."""
     kind = type(value)
     if kind in _SCALARS:
         return
     if kind in (list, tuple):
         for i, item in enumerate(value):
-            _check(item, f"{where}[{i}]")
+            check_plain(item, f"{where}[{i}]")
         return
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise TypeError(f"{where}: keys must be str, not {type(key).__name__}")
-            _check(item, f"{where}[{key!r}]")
+            check_plain(item, f"{where}[{key!r}]")
         return
     raise TypeError(f"{where}: {kind.__name__} is not plain data (use plain() or digest())")
 
@@ -79,18 +73,3 @@ def digest(array: Any) -> dict[str, Any]:
         raise TypeError(f"digest: an array of Python objects ({a.dtype}) is not plain data")
     return {"dtype": str(a.dtype), "shape": list(a.shape),
             "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
-
-
-def record(grade_id: str, payload: Any, *, rtol: float = 1e-6, atol: float = 1e-6) -> None:
-    """Show `payload` as this test cell's record for the grader (JSON under RECORD_MIME).
-
-    `rtol` and `atol` are how far a number may be from the truth's; the grader takes them from
-    the instructor notebook's record, never from a hand-in's.
-    """
-    from IPython.display import display
-
-    _check(payload)
-    text = json.dumps({"grade_id": grade_id, "payload": payload, "rtol": float(rtol),
-                       "atol": float(atol)}, allow_nan=False)
-    display({RECORD_MIME: json.loads(text), "text/plain": f"recorded for grading: {grade_id}"},
-            raw=True)

@@ -1,0 +1,276 @@
+"""The grader's harness, run inside the sandbox: ``python -I harness.py JOB OUT``.
+
+It grades one notebook hand-in, one task at a time, the way PrairieLearn's Python grader does:
+setup code, then the student's code, then test code, each in its place.
+
+1. It reads the job (JSON, written by the grader into a scratch folder), compiles the task
+   module it names (``teacher/tasks/nNN_*.py``: the tasks' givens and hidden probes), imports
+   the libraries once, then deletes the job and this folder: nothing of them stays on disk.
+2. For every task it forks a child with a fresh namespace. In the child:
+
+   - stdin, stdout and stderr are /dev/null: what the student's code prints goes nowhere;
+   - the task's **givens** are built (``givens(ns, ctx)``: the names the task text says the
+     answer may use, made here, never taken from the student's notebook), and only the course
+     modules the task declares (``uses``) exist, as ``course.<name>``;
+   - the ``def``, ``class`` and ``import`` statements of the hand-in's *earlier* answer cells run
+     (a function written for one task may be used in a later one), each on its own, errors
+     ignored; then the task's own answer cell runs;
+   - the **probe** (``probe(ns, ctx)``) returns the task's cases, ``{kind: call}``; each call's
+     result becomes plain data (:mod:`data`), or the one-line reason it has none.
+
+3. The parent waits for each child at most the task's ``timeout`` and writes all results so far
+   to OUT as JSON after every task. The grader reads OUT (capped), compares it with the truths in
+   its own process and never runs anything the sandbox wrote.
+
+Nothing here imports the course's package: it is not in the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import json
+import os
+import select
+import shutil
+import signal
+import sys
+import time
+import traceback
+import types
+from pathlib import Path
+
+_PENDING: list[dict] = []
+"""The job's tasks (each child empties its copy before the student's code runs)."""
+
+#: The most bytes of results one task may send back (a larger answer is reported as such).
+MAX_TASK_BYTES = 1 << 20
+
+ANSWER = "<answer>"
+"""The file name the task's own answer cell is compiled under (tracebacks name its lines)."""
+
+
+class Context:
+    """What givens and probes get besides the namespace: where things are, and plain data."""
+
+    def __init__(self, job: dict, scratch: str) -> None:
+        from data import digest, plain
+
+        self.voc_root = job["voc_root"]
+        self.fixtures = job["fixtures"]
+        self.scratch = scratch
+        self.plain = plain
+        self.digest = digest
+
+
+def _parse(source: str, filename: str) -> ast.Module:
+    """The cell's syntax tree; IPython magics and shell lines become Python as IPython would
+    (they then fail when run: an answer is plain Python)."""
+    try:
+        return ast.parse(source, filename)
+    except SyntaxError:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return ast.parse(TransformerManager().transform_cell(source), filename)
+
+
+def _where(tb) -> str:
+    """`` in line N of your answer`` for the deepest frame of the student's code in `tb`."""
+    found = ""
+    for frame in traceback.extract_tb(tb):
+        if frame.filename == ANSWER:
+            found = f" in line {frame.lineno} of your answer"
+        elif frame.filename.startswith("<answer to "):
+            found = f" in line {frame.lineno} of your answer to {frame.filename[11:-1]}"
+    return found
+
+
+def _reason(exc: BaseException) -> str:
+    return f"raised {type(exc).__name__}{_where(exc.__traceback__)}"
+
+
+def _run_earlier(cells: list[list[str]], ns: dict) -> None:
+    """The def, class and import statements of earlier answer cells, each on its own."""
+    for grade_id, source in cells:
+        filename = f"<answer to {grade_id}>"
+        try:
+            tree = _parse(source, filename)
+        except BaseException:  # noqa: BLE001 (a broken earlier cell defines nothing)
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+                          | ast.Import | ast.ImportFrom):
+                try:
+                    exec(compile(ast.Module([node], []), filename, "exec"), ns)  # noqa: S102
+                except BaseException:  # noqa: BLE001,S112
+                    continue
+
+
+def _course(sources: dict[str, str]) -> None:
+    """``course.<name>`` modules from the task's declared course sources."""
+    package = types.ModuleType("course")
+    package.__path__ = []
+    sys.modules["course"] = package
+    for name, source in sources.items():
+        module = types.ModuleType(f"course.{name}")
+        module.__file__ = f"<course {name}>"
+        sys.modules[module.__name__] = module
+        setattr(package, name, module)
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
+
+
+def _child(module: types.ModuleType, task: dict, job: dict) -> dict:
+    from data import check_plain, plain
+
+    spec = module.TASKS[task["grade_id"]]
+    scratch = Path(job["scratch"], task["grade_id"])
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.chdir(scratch)
+    os.environ["HOME"] = str(scratch)
+    ctx = Context(job, str(scratch))
+    _course(task.pop("course", {}))
+    job.clear()  # other tasks' course code and cells: gone before the student's code runs
+    _PENDING.clear()
+    ns: dict = {"__name__": "__main__", "__builtins__": builtins}
+    spec["givens"](ns, ctx)
+    _run_earlier(task["earlier"], ns)
+    result: dict = {"cases": {}}
+    try:
+        code = compile(_parse(task["answer"], ANSWER), ANSWER, "exec")
+    except BaseException as exc:  # noqa: BLE001 (SyntaxError, RecursionError, MemoryError)
+        result["answer"] = f"could not be compiled ({type(exc).__name__})"
+        code = None
+    if code is not None:
+        try:
+            exec(code, ns)  # noqa: S102 (the student's answer, in the sandbox)
+        except BaseException as exc:  # noqa: BLE001 (SystemExit too: the answer's own)
+            result["answer"] = _reason(exc)
+    try:
+        cases = spec["probe"](ns, ctx)
+    except BaseException as exc:  # noqa: BLE001
+        return dict(result, error=f"its probe could not start ({type(exc).__name__})")
+    for kind, call in cases.items():
+        try:
+            payload = plain(call())
+            check_plain(payload)
+            result["cases"][kind] = {"payload": payload}
+        except BaseException as exc:  # noqa: BLE001
+            where = _where(exc.__traceback__)
+            result["cases"][kind] = {"error": f"raised {type(exc).__name__}{where}" if where
+                                     else f"its result could not be used ({type(exc).__name__})"}
+    return result
+
+
+def _collect(read_fd: int, pid: int, timeout: float) -> tuple[bytes, str]:
+    """Read the child's result until EOF or `timeout`; ("", reason) when there is none."""
+    chunks, size, deadline = [], 0, time.monotonic() + timeout
+    reason = ""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            reason = f"took longer than {timeout:g} s"
+            break
+        ready, _, _ = select.select([read_fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(read_fd, 1 << 16)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > MAX_TASK_BYTES:
+            reason = f"returned more than {MAX_TASK_BYTES >> 20} MB of results"
+            break
+        chunks.append(chunk)
+    os.close(read_fd)
+    if reason:
+        for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+            try:
+                kill()
+            except (ProcessLookupError, PermissionError):
+                pass
+    _, status = os.waitpid(pid, 0)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # what the answer left running
+    except (ProcessLookupError, PermissionError):
+        pass
+    if not reason and not chunks:
+        reason = ("stopped: the process grading it was killed or ran out of memory"
+                  if os.WIFSIGNALED(status) else "ended the grading process (os._exit?)")
+    return b"".join(chunks), reason
+
+
+def _task(module: types.ModuleType, task: dict, job: dict) -> dict:
+    read_fd, write_fd = os.pipe()
+    began = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_fd)
+        status = 0
+        try:
+            os.setpgid(0, 0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            out = _child(module, task, job)
+        except BaseException as exc:  # noqa: BLE001
+            out, status = {"error": f"the harness failed ({type(exc).__name__}: {exc})"}, 1
+        try:
+            data = json.dumps(out, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            data = json.dumps({"error": f"results not plain data ({exc})"}).encode()
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(write_fd, view[: 1 << 16]):]
+        except OSError:
+            status = 1
+        os._exit(status)
+    os.close(write_fd)
+    timeout = min(float(module.TASKS[task["grade_id"]].get("timeout", 120)),
+                  float(job.get("timeout_cap") or "inf"))
+    data, reason = _collect(read_fd, pid, timeout)
+    seconds = round(time.monotonic() - began, 3)
+    if reason:
+        return {"error": reason, "seconds": seconds}
+    try:
+        out = json.loads(data)
+    except ValueError:
+        return {"error": "sent back something that is not JSON", "seconds": seconds}
+    return dict(out, seconds=seconds) if isinstance(out, dict) else {"error": "bad result"}
+
+
+def _write(path: str, results: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    job_path, out_path = argv
+    kit = str(Path(job_path).parent)
+    job = json.loads(Path(job_path).read_text())
+    sys.path.insert(0, kit)
+    importlib.import_module("data")
+    module = types.ModuleType("course_tasks")
+    module.__file__ = "<tasks>"
+    sys.modules[module.__name__] = module
+    exec(compile(job.pop("module"), module.__file__, "exec"), module.__dict__)  # noqa: S102
+    for name in getattr(module, "PRELOAD", ()):
+        importlib.import_module(name)
+    sys.path.remove(kit)
+    shutil.rmtree(kit, ignore_errors=True)  # the job and this kit: not on disk for the answers
+    results: dict = {}
+    _PENDING.extend(job.pop("tasks"))
+    while _PENDING:
+        task = _PENDING.pop(0)
+        results[task["grade_id"]] = _task(module, task, job)
+        del task
+        _write(out_path, results)
+    _write(out_path, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

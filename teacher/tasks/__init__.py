@@ -1,0 +1,180 @@
+"""The graded tasks: what each answer is given, how it is probed, and what each case is worth.
+
+One module per notebook, ``teacher/tasks/nNN_name.py``, defines
+
+- ``NOTEBOOK``: the notebook's name (``NN_name``);
+- ``PRELOAD``: libraries the harness imports once, before it forks a child per task;
+- ``TASKS``: answer cell grade_id → a dict with
+  ``test`` (the grade_id of the test cell that holds the task's points in the gradebook),
+  ``givens(ns, ctx)`` (puts into the answer's namespace ``ns`` the names the task text says it
+  may use: the notebook's imports, configs, models, paths, all made here),
+  ``probe(ns, ctx)`` (returns ``{case kind: call}``: each call runs the answer on hidden inputs
+  and returns plain data), ``points`` (case kind → points; they add up to the test cell's),
+  ``say`` (case kind → the one line a student reads when that kind fails; never a hidden value),
+  and optionally ``uses`` (course modules the task text names, see :data:`COURSE`),
+  ``rtol``/``atol`` (how far a number may be from the truth) and ``timeout`` (seconds);
+- optionally ``fixtures(folder, voc_root)``: what the grader makes once per grading run, outside
+  the sandbox and before any hand-in (a trained run, an exported graph), shared read-only with
+  every sandbox of that notebook as ``ctx.fixtures``.
+
+A task module's top level imports only libraries: the harness (teacher/kit/harness.py) compiles
+it inside the sandbox, where neither ``helpers`` nor ``teacher`` exists. ``ctx`` gives
+``voc_root``, ``fixtures``, ``scratch`` (a fresh folder per task), ``plain`` and ``digest``.
+
+The truth is the same harness run on the instructor's solutions; a hand-in earns a case's points
+when its payload equals the truth's (:func:`teacher.verdicts.same`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import nbformat
+
+__all__ = ["COURSE", "KIT", "modules", "module", "answer_cells", "solutions", "job", "run",
+           "MAX_RESULT_BYTES"]
+
+#: Course modules a task may declare in ``uses`` (name → file under the repository): only those
+#: a task's text names, each importing nothing of the course. Inside the sandbox a task sees the
+#: ones it declares as ``course.<name>``, and no other.
+COURSE: dict[str, str] = {
+    "pooling": "helpers/onnx/pooling.py",
+}
+
+#: The harness and the plain-data module: the only files of the grader a sandbox holds.
+KIT = Path(__file__).resolve().parent.parent / "kit"
+
+#: The most bytes of results the grader reads back from one sandbox.
+MAX_RESULT_BYTES = 16 << 20
+
+
+def modules() -> dict[str, ModuleType]:
+    """Notebook name → its task module."""
+    found = {}
+    for path in sorted(Path(__file__).parent.glob("n[0-9][0-9]_*.py")):
+        mod = importlib.import_module(f"teacher.tasks.{path.stem}")
+        found[mod.NOTEBOOK] = mod
+    return found
+
+
+def module(notebook: str) -> ModuleType:
+    found = modules()
+    if notebook not in found:
+        raise KeyError(f"no task module for {notebook} in {Path(__file__).parent} "
+                       f"(have: {', '.join(found)})")
+    return found[notebook]
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        source = "".join(s for s in source if isinstance(s, str))
+    return source if isinstance(source, str) else ""
+
+
+def answer_cells(nb: dict) -> dict[str, str]:
+    """Answer cell grade_id → source in notebook JSON `nb` (the first code cell marked as a
+    solution with that grade_id; cells without the mark are not answers)."""
+    found: dict[str, str] = {}
+    cells = nb.get("cells", []) if isinstance(nb, dict) else []
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        meta = cell.get("metadata", {})
+        meta = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        if isinstance(grade_id, str) and meta.get("solution") is True and grade_id not in found:
+            found[grade_id] = _source(cell)
+    return found
+
+
+def solutions(source_nb: dict) -> dict[str, str]:
+    """The instructor notebook's answer cells with their solution markers taken out."""
+    return {g: "\n".join(line for line in text.splitlines()
+                         if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+            for g, text in answer_cells(source_nb).items()}
+
+
+def job(notebook: str, answers: dict[str, str], *, voc_root: str, fixtures: str,
+        scratch: str) -> dict:
+    """The harness's job for one hand-in of `notebook` (answers: grade_id → source)."""
+    mod = module(notebook)
+    root = Path(__file__).resolve().parents[2]
+    order = list(mod.TASKS)
+    tasks = []
+    for i, grade_id in enumerate(order):
+        spec = mod.TASKS[grade_id]
+        tasks.append(dict(
+            grade_id=grade_id, answer=answers.get(grade_id, ""),
+            earlier=[[g, answers[g]] for g in order[:i] if g in answers],
+            course={n: (root / COURSE[n]).read_text() for n in spec.get("uses", ())}))
+    return dict(notebook=notebook, module=inspect.getsource(mod), tasks=tasks,
+                voc_root=voc_root, fixtures=fixtures, scratch=scratch)
+
+
+def _read_capped(path: Path) -> dict:
+    if not path.is_file() or path.is_symlink():
+        return {}
+    with path.open("rb") as f:
+        data = f.read(MAX_RESULT_BYTES + 1)
+    if len(data) > MAX_RESULT_BYTES:
+        return {}
+    try:
+        out = json.loads(data)
+    except (ValueError, RecursionError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def run(notebook: str, answers: dict[str, str], *, folder: Path, voc_root: str, fixtures: str,
+        use_sandbox: bool = True, limits=None, threads: int = 1,
+        timeout_cap: float | None = None) -> tuple[dict, str, int]:
+    """Grade `answers` of `notebook` with the harness in a fresh `folder`: (results per answer
+    grade_id, the sandbox's one-line limit message or "", peak memory in bytes)."""
+    from teacher import sandbox
+
+    folder = Path(folder).resolve()
+    shutil.rmtree(folder, ignore_errors=True)
+    kit, scratch, out = folder / "kit", folder / "scratch", folder / "out"
+    for path in (kit, scratch, out):
+        path.mkdir(parents=True)
+    for name in ("harness.py", "data.py"):
+        shutil.copyfile(KIT / name, kit / name)
+    (kit / "job.json").write_text(json.dumps(dict(
+        job(notebook, answers, voc_root=voc_root, fixtures=fixtures, scratch=str(scratch)),
+        timeout_cap=timeout_cap)))
+    result = out / "result.json"
+    n = str(threads)
+    env = {"HOME": str(scratch), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": n,
+           "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "LANG": "C.UTF-8"}
+    argv = [sys.executable, "-I", str(kit / "harness.py"), str(kit / "job.json"), str(result)]
+    message, peak = "", 0
+    if use_sandbox:
+        limits = limits or sandbox.Limits.from_env()
+        done = sandbox.run(argv, read_only=[voc_root, fixtures], writable=[str(folder)],
+                           env=env, cwd=scratch, limits=limits)
+        message, peak = done.message or "", done.peak_rss
+    else:
+        import subprocess
+
+        subprocess.run(argv, cwd=scratch, env=dict(os.environ, **env), check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=(limits.wall_seconds if limits else None))
+    results = _read_capped(result)
+    shutil.rmtree(folder, ignore_errors=True)
+    return results, message, peak
+
+
+def points(source_nb: dict) -> dict[str, float]:
+    """Test cell grade_id → points, from the instructor notebook."""
+    nb = nbformat.from_dict(source_nb)
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
