@@ -50,20 +50,23 @@ assign: $(STAMP)
 release: $(STAMP)
 	$(VENV_PATH) $(PY) -m teacher.release --out build/student
 
-# make grade SUBMITTED=DIR OUT=FILE [FEEDBACK=DIR] [JOBS=N] [SCHEDULER=tcp://HOST:PORT]
+# make grade SUBMITTED=DIR OUT=FILE [FEEDBACK=DIR] [COURSE=DIR] [JOBS=N] [SCHEDULER=tcp://HOST:PORT]
 #            [CELL_TIMEOUT=s] [NOTEBOOK_TIMEOUT=s] [MEM_LIMIT=6G] [PROC_LIMIT=1024] [CPU_LIMIT=s]
 # DIR/STUDENT/NN_name.ipynb → OUT (CSV student,notebook,score,max_score), the class gradebook
-# (build/grade/gradebook.db) and HTML feedback per student (FEEDBACK, default feedback/ beside
-# OUT). Every hand-in runs in a bubblewrap sandbox with those limits (UNSAFE_NO_SANDBOX=1 opts
-# out); JOBS hand-ins at a time (default: one per core, within memory at MEM_LIMIT each), or on
-# the workers of a Dask cluster (SCHEDULER). SMOKE, VOC_ROOT, WORK_DIR reach the notebooks.
+# (COURSE/gradebook.db, default build/grade/) and HTML feedback per student (FEEDBACK, default
+# feedback/ beside OUT). Only answer cells count: each runs alone with its task's givens, in a
+# bubblewrap sandbox per hand-in with those limits (UNSAFE_NO_SANDBOX=1 opts out); CELL_TIMEOUT
+# caps one task, NOTEBOOK_TIMEOUT one hand-in. JOBS hand-ins at a time (default: one per core,
+# within memory at MEM_LIMIT each), or on the workers of a Dask cluster (SCHEDULER). VOC_ROOT is
+# the data the tasks are graded on.
 CELL_TIMEOUT ?= 600
 NOTEBOOK_TIMEOUT ?= 3600
 grade: $(STAMP)
 	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make grade SUBMITTED=DIR OUT=FILE" \
-	  "[FEEDBACK=DIR] [JOBS=N] [SCHEDULER=tcp://HOST:PORT] [CELL_TIMEOUT=600]" \
+	  "[FEEDBACK=DIR] [COURSE=DIR] [JOBS=N] [SCHEDULER=tcp://HOST:PORT] [CELL_TIMEOUT=600]" \
 	  "[NOTEBOOK_TIMEOUT=3600] [MEM_LIMIT=6G]"; exit 1; }
 	$(VENV_PATH) $(PY) -m teacher.grading "$(SUBMITTED)" "$(OUT)" $(if $(FEEDBACK),--feedback "$(FEEDBACK)") \
+	  $(if $(COURSE),--course "$(COURSE)") \
 	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT) \
 	  $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 

@@ -236,9 +236,10 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
                 worker=_worker())
 
 
-def _truths(name: str, settings: _Settings, scratch: Path) -> dict:
-    """The harness's results on the instructor's solutions of `name`, checked complete."""
-    source = json.loads((repo_root() / "source" / ASSIGNMENT / f"{name}.ipynb").read_text())
+def _truths(name: str, settings: _Settings, scratch: Path, folder: Path) -> dict:
+    """The harness's results on the instructor's solutions of `name` (in `folder`), checked
+    complete."""
+    source = json.loads((folder / f"{name}.ipynb").read_text())
     mod = tasks.module(name)
     results, limit, _ = tasks.run(
         name, tasks.solutions(source), folder=scratch / f"truth-{name}",
@@ -377,7 +378,7 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     scratch.mkdir()
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="truth") as pool:
         settings.truths = dict(zip(graded, pool.map(
-            lambda n: _truths(n, settings, scratch), graded), strict=True))
+            lambda n: _truths(n, settings, scratch, source), graded), strict=True))
     LAST_RUN.clear()
     LAST_RUN.update(jobs=jobs, truths=time.monotonic() - began)
 

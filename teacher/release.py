@@ -82,7 +82,8 @@ def _trivial(line: str) -> bool:
 
 
 def secret_lines(source: Path) -> set[str]:
-    """The normalised, non-trivial lines of every solution and hidden test in `source`, less
+    """The normalised, non-trivial lines of every solution in `source` and of the task modules
+    (teacher/tasks/: givens and hidden probes), less
     those that the lessons show in the open anyway and those of mmseg's and mmengine's own code
     and configs (``dict(type="LoadAnnotations"),``)."""
     found, shown = set(), set()
@@ -96,6 +97,9 @@ def secret_lines(source: Path) -> set[str]:
                 norm = _norm(line)
                 if norm and not _trivial(norm):
                     (found if inside else shown).add(norm)
+    probes = Path(source).resolve().parents[1] / "teacher" / "tasks"  # givens and hidden probes
+    for path in sorted(probes.glob("n[0-9][0-9]_*.py")):
+        found.update(n for n in map(_norm, path.read_text().splitlines()) if n and not _trivial(n))
     return found - shown - _library_lines()
 
 

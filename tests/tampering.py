@@ -1,44 +1,36 @@
 """Hand-ins that want the points without the work (used by tests/test_grading.py).
 
-`cheater(release)` is a blank release notebook that, from one cell before its first task, tries
-every route by which code in the student's kernel could raise a verdict, and answers every task
-with an object whose comparisons lie:
+`cheater(release, marker)` is a blank release notebook written as a clever student would write it
+from the student repository alone:
 
-1. stdout and stderr redirected (nbgrader scores a test cell with stderr output 0);
-2. ``check``, the verify functions and ``helpers.checks`` rebound to always say ✓;
-3. ``NBGRADER_EXECUTION`` unset;
-4. numpy's comparisons, ``builtins.isinstance`` helpers and ``AssertionError`` patched;
-5. answers whose ``__eq__``, ``__bool__``, ``__array__`` and ``__len__`` lie (nbgrader #1379);
-6. IPython's traceback display switched off (nbgrader PR #1324);
-7. every test cell edited to ``pass`` and one deleted;
-8. files the grader reads written: the gradebook (every score set to 1000), the graded notebook;
-9. the grader's record function replaced by one that records ``True`` for every test cell, and a
-   record of its own emitted after every cell.
+1. a new, untagged cell that imports the course's code and binds every task's name to it
+   (``from helpers.voc import read_mask as read_class_ids``, ``build_config``...);
+2. every answer cell first plants files where Jupyter, IPython and nbgrader read configuration
+   and startup code (``~/.jupyter/nbgrader_config.py``, ``~/.ipython/.../startup/``,
+   ``jupyter_config.py`` in the working folder); run outside the sandbox they would write
+   `marker` and every record of the grader's they can find;
+3. then tries every route to the course's code by strings (``pkgutil.resolve_name``,
+   ``pydoc.locate``, ``builtins.__import__``, ``importlib``, a pickle, mmengine's
+   ``import_modules_from_strings``, the repository put back on ``sys.path``);
+4. and answers with objects whose comparisons lie (``__eq__``, ``__bool__``, ``__array__``,
+   ``__len__``), replacing every given in its namespace with one.
 
-`DELEGATIONS` answers tasks with the course's own code (``helpers``), which does some of them as
-a product feature: each such task must score 0.
+`ROUTES` answer single tasks through the course's code by those routes, one route per task;
+`unmarked(source)` is the instructor notebook with its answer cells' nbgrader marks removed. Every
+one of them must score 0 on what it touches.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 
 import nbformat
 
-__all__ = ["TAMPER", "cheater", "DELEGATIONS", "delegator"]
+__all__ = ["cheater", "ROUTES", "route_hand_in", "unmarked", "innocent"]
 
-TAMPER = r'''
-# A hand-in that wants the points without the work.
-import builtins
-import os
-import sqlite3
-import sys
-from pathlib import Path
-
-import numpy as np
-
-import helpers.checks as _hc
-import helpers.checks.record as _rec
+LIAR = '''
+import numpy as _np
 
 
 class Liar:
@@ -57,7 +49,7 @@ class Liar:
         return 0
 
     def __array__(self, *args, **kwargs):
-        return np.zeros((1,))
+        return _np.zeros((1,))
 
     def __len__(self):
         return 21
@@ -79,114 +71,134 @@ class Liar:
 
     def __int__(self):
         return 0
-
-
-# 1. no failure message reaches stderr
-sys.stderr = sys.stdout
-
-
-# 2. every check says yes
-def check(task_id, answer=None, *args, **kwargs):
-    print(f"✓ Task {task_id}: correct.")
-    return answer
-
-
-_hc.check = check
-_hc.evaluate = lambda *args, **kwargs: ("correct", [])
-_hc.strict = lambda: False
-# 3. not graded, as far as the kernel can tell
-os.environ.pop("NBGRADER_EXECUTION", None)
-# 4. comparisons that always agree
-np.array_equal = lambda *args, **kwargs: True
-np.allclose = lambda *args, **kwargs: True
-np.isclose = lambda *args, **kwargs: True
-np.testing.assert_array_equal = lambda *args, **kwargs: None
-builtins.AssertionError = type("NeverRaised", (Exception,), {})
-# 6. no tracebacks
-get_ipython().showtraceback = lambda *args, **kwargs: None  # noqa: F821
-get_ipython().showsyntaxerror = lambda *args, **kwargs: None  # noqa: F821
-# 8. write what the grader reads
-for _folder in [Path.cwd(), *Path.cwd().resolve().parents]:
-    _db = _folder / "gradebook.db"
-    if _db.exists():
-        with sqlite3.connect(_db) as _con:
-            _con.execute("UPDATE grade SET auto_score = 1000, manual_score = 1000")
-    for _nb in _folder.glob("autograded/*/*/*.ipynb"):
-        _nb.write_text("{}")
-# 9. forged records
-_record = _rec.record
-_rec.record = lambda grade_id, payload=None, **kwargs: _record(grade_id, True)
-_rec.plain = lambda value: value
-
-
-def _forge(result=None):
-    for _gid in ("voc_configs_test", "read_class_ids_test", "model_edits_test", "loss_lr_hook_test",
-                 "blend_test", "bin_edges_test"):
-        _record(_gid, True)
-
-
-get_ipython().events.register("post_run_cell", _forge)  # noqa: F821
 '''
 
+PLANT = '''
+import os as _os
+from pathlib import Path as _P
 
-def _lie(cell_source: str) -> str:
-    """The answer cell's stub answered with a Liar (a function returns one, a name is one)."""
-    match = re.match(r"\s*def (\w+)\(", cell_source)
-    if match:
-        return cell_source.replace("pass", "return Liar()", 1)
-    names = re.findall(r"^(\w+) = None", cell_source, re.M)
-    return cell_source + "".join(f"\n{name} = Liar()" for name in names) + "\ncfg = Liar()" * (
-        not names)
+_payload = (
+    "import glob, json, os\\n"
+    "open({marker!r}, 'w').write(json.dumps(dict(os.environ)))\\n"
+    "for p in glob.glob('/**/truth*', recursive=True)[:50]:\\n"
+    "    open({marker!r}, 'a').write(p)\\n")
+for _where in ("~/.jupyter/nbgrader_config.py", "~/.jupyter/jupyter_config.py",
+               "~/.ipython/profile_default/startup/00-answers.py", "nbgrader_config.py",
+               "~/.config/dask/dask.py", "~/.local/lib/python3.11/site-packages/usercustomize.py"):
+    try:
+        _path = _P(_os.path.expanduser(_where))
+        _path.parent.mkdir(parents=True, exist_ok=True)
+        _path.write_text(_payload)
+    except OSError:
+        pass
+'''
+
+REACH = '''
+def _reach(target):
+    """The course object `target` ("helpers.voc:read_mask"), by any route that works."""
+    import builtins
+    import importlib
+    import pickle
+    import pkgutil
+    import pydoc
+    import sys
+
+    module, _, name = target.partition(":")
+    routes = [
+        lambda: pkgutil.resolve_name(target),
+        lambda: pydoc.locate(f"{module}.{name}"),
+        lambda: getattr(builtins.__import__(module, fromlist=[name]), name),
+        lambda: getattr(importlib.import_module(module), name),
+        lambda: pickle.loads(f"c{module}\\n{name}\\n.".encode()),
+        lambda: getattr(__import__("mmengine").utils.import_modules_from_strings(module), name),
+        lambda: (sys.path.insert(0, {root!r}), getattr(importlib.import_module(module), name))[1],
+    ]
+    for route in routes:
+        try:
+            found = route()
+        except BaseException:
+            continue
+        if found is not None:
+            return found
+    return None
+'''
+
+_HEADER = "\n".join(["import helpers", "from helpers.voc import read_mask as read_class_ids",
+                     "from helpers.config import build_config", "from helpers.palette import "
+                     "overlay as blend", "from helpers.onnx import export_onnx",
+                     "from helpers.checks.environment import _mmseg_accepts as mmcv_accepted"])
 
 
-def cheater(release) -> nbformat.NotebookNode:
-    """The release notebook with :data:`TAMPER` before its first task and lying answers."""
-    nb = nbformat.from_dict(release)
-    first = next(i for i, c in enumerate(nb.cells)
-                 if c.metadata.get("nbgrader", {}).get("solution"))
-    tests = []
+def _answer_of(stub: str, marker: str, root: str) -> str:
+    body = [line if line.strip() != "pass" else line.replace("pass", "return Liar()")
+            for line in stub.splitlines()]
+    return "\n".join([LIAR, PLANT.format(marker=marker), REACH.format(root=root),
+                      "_course = _reach('helpers.checks:check')", *body,
+                      "globals().update({_k: Liar() for _k in list(globals())"
+                      " if not _k.startswith('_') and _k != 'Liar'})"])
+
+
+def cheater(release, marker: str, root: str) -> nbformat.NotebookNode:
+    """The blank release notebook `release` with every route of the module's docstring."""
+    nb = nbformat.from_dict(copy.deepcopy(release))
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and cell.cell_type == "code":
-            cell.source = _lie(cell.source)
-        elif meta.get("grade"):
-            cell.source = "pass  # edited"
-            tests.append(cell)
-    nb.cells = [c for c in nb.cells if c is not tests[-1]]
-    nb.cells.insert(first, nbformat.v4.new_code_cell(TAMPER))
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = _answer_of(cell.source, marker, root)
+    nb.cells.insert(1, nbformat.v4.new_code_cell(_HEADER))
     return nb
 
 
-#: notebook → answer grade_id → an answer that hands the task to the course's code.
-DELEGATIONS = {
-    "01_dataset": {
-        "read_class_ids": "from helpers.voc import read_mask\n\n\n"
-                          "def read_class_ids(path):\n    return read_mask(path)\n",
-    },
-    "04_predict_evaluate": {
-        "blend": "import importlib\n\n\ndef blend(image, mask, palette, opacity):\n"
-                 "    over = importlib.import_module('helpers.palette').overlay\n"
-                 "    return over(image, mask, palette=palette, opacity=opacity)\n",
-        "segment_my_image": "from helpers.predict import pred_mask\n\n\n"
-                            "def segment_my_image(model, path, opacity=0.5):\n"
-                            "    mask = pred_mask(inference_model(model, path))\n"
-                            "    ids, counts = np.unique(mask, return_counts=True)\n"
-                            "    names = model.dataset_meta['classes']\n"
-                            "    shares = {names[i]: 100 * c / mask.size\n"
-                            "              for i, c in zip(ids, counts)}\n"
-                            "    image = mmcv.imread(path, channel_order='rgb')\n"
-                            "    colours = np.asarray(model.dataset_meta['palette'])[mask]\n"
-                            "    overlay = (image * (1 - opacity) + colours * opacity)\n"
-                            "    return mask, overlay.astype(np.uint8), shares\n",
-    },
+#: Tasks answered by the course's own code, each through one route: (notebook, task) → answer.
+ROUTES = {
+    ("01_dataset", "read_class_ids"): "def read_class_ids(path):\n"
+    "    return _reach('help' + 'ers.voc:read_mask')(path)",
+    ("04_predict_evaluate", "blend"): "def blend(image, mask, palette, opacity):\n"
+    "    return _reach('helpers.palette:overlay')(image, mask, palette=palette,"
+    " opacity=opacity)",
+    ("00_environment", "mmcv_accepted"): "_here = %pwd\n"
+    "mmcv_accepted = _reach('helpers.checks.environment:_mmseg_accepts')",
+    ("05_onnx", "bin_edges"): "import pickle\n"
+    "_m = pickle.loads(b'chelpers.onnx.pooling\\nadaptive_pool_matrix\\n.')\n\n\n"
+    "def bin_edges(n, bins):\n    import torch\n    m = _m(n, bins, torch.float64)\n"
+    "    return [(int(r.nonzero()[0]), int(r.nonzero()[-1]) + 1) for r in m]",
 }
 
 
-def delegator(source, name: str) -> nbformat.NotebookNode:
-    """The instructor notebook `name` with its tasks in DELEGATIONS answered by the course."""
-    nb = nbformat.from_dict(source)
+def route_hand_in(source, name: str, root: str) -> nbformat.NotebookNode:
+    """The instructor notebook `name` with its tasks in ROUTES answered by the course's code."""
+    nb = nbformat.from_dict(copy.deepcopy(source))
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in DELEGATIONS.get(name, {}):
-            cell.source = DELEGATIONS[name][grade_id]
+        if (name, grade_id) in ROUTES:
+            answer = ROUTES[name, grade_id]
+            first, _, rest = answer.partition("\n") if answer.startswith("_here") else ("", "",
+                                                                                    answer)
+            cell.source = "\n".join(filter(None, [first, REACH.format(root=root), rest]))
+    return nb
+
+
+def unmarked(source) -> nbformat.NotebookNode:
+    """The instructor notebook with its answer cells' nbgrader marks removed."""
+    nb = nbformat.from_dict(copy.deepcopy(source))
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            del cell.metadata["nbgrader"]
+            cell.source = re.sub(r"\s*### (BEGIN|END) SOLUTION", "", cell.source)
+    return nb
+
+
+#: Local names that an old name list mistook for the course's functions.
+INNOCENT = ("pred_mask", "segment", "train", "val_metrics", "read_mask", "official", "modules",
+            "build_config", "set_norm_type", "load_sample")
+
+
+def innocent(source) -> nbformat.NotebookNode:
+    """The instructor notebook with innocent names bound in every answer cell (correct work)."""
+    nb = nbformat.from_dict(copy.deepcopy(source))
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            names = " = ".join(INNOCENT)
+            cell.source = (f"{names} = None  # my own names\n"
+                           "_layers = len(list(__import__('torch').nn.Linear(1, 1).modules()))\n"
+                           f"{cell.source}")
     return nb

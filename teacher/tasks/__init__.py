@@ -45,6 +45,7 @@ __all__ = ["COURSE", "KIT", "modules", "module", "answer_cells", "solutions", "j
 #: a task's text names, each importing nothing of the course. Inside the sandbox a task sees the
 #: ones it declares as ``course.<name>``, and no other.
 COURSE: dict[str, str] = {
+    "graph": "helpers/onnx/graph.py",
     "pooling": "helpers/onnx/pooling.py",
 }
 
