@@ -10,8 +10,8 @@ hidden value.
 
 from __future__ import annotations
 
+import ast
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,13 +67,29 @@ def same(got: Any, want: Any, rtol: float = 1e-6, atol: float = 1e-6) -> bool:
     return got is None and want is None
 
 
-_STUB = re.compile(r"^\s*(#.*|pass|[A-Za-z_]\w* = None)?\s*$")
+def _empty(body: list) -> bool:
+    """Statements that do nothing: a docstring, ``pass``, ``...``, ``name = None``, and
+    functions whose body is only that."""
+    for node in body:
+        if isinstance(node, ast.Pass) or (isinstance(node, ast.Expr)
+                                          and isinstance(node.value, ast.Constant)):
+            continue
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
+                and node.value.value is None:
+            continue
+        if isinstance(node, ast.FunctionDef) and _empty(node.body):
+            continue
+        return False
+    return True
 
 
 def blank(source: str) -> bool:
-    """Whether an answer cell holds nothing but the release's stub (comments, ``pass``,
-    ``name = None``)."""
-    return all(_STUB.match(line) for line in source.splitlines())
+    """Whether an answer cell holds nothing but the release's stub (a docstring, comments,
+    ``pass``, ``name = None``, a function that does nothing)."""
+    try:
+        return _empty(ast.parse(source).body)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
 
 
 def check_truths(truths: dict, mod) -> None:
@@ -83,8 +99,8 @@ def check_truths(truths: dict, mod) -> None:
         got = truths.get(task, {})
         for kind in spec["points"]:
             if "payload" not in got.get("cases", {}).get(kind, {}):
-                broken.append(f"{task}/{kind}: {got.get('error') or got.get('answer') or
-                                                   got.get('cases', {}).get(kind, {})}")
+                why = got.get("error") or got.get("answer") or got.get("cases", {}).get(kind)
+                broken.append(f"{task}/{kind}: {why}")
     if broken:
         raise RuntimeError(f"the solutions of {mod.NOTEBOOK} give no truth for: "
                            + "; ".join(broken))

@@ -32,6 +32,7 @@ import builtins
 import importlib
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -124,8 +125,7 @@ def _child(module: types.ModuleType, task: dict, job: dict) -> dict:
     from data import check_plain, plain
 
     spec = module.TASKS[task["grade_id"]]
-    scratch = Path(job["scratch"], task["grade_id"])
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch = Path(task.pop("folder"))
     os.chdir(scratch)
     os.environ["HOME"] = str(scratch)
     ctx = Context(job, str(scratch))
@@ -201,6 +201,9 @@ def _collect(read_fd: int, pid: int, timeout: float) -> tuple[bytes, str]:
 
 
 def _task(module: types.ModuleType, task: dict, job: dict) -> dict:
+    # A folder no earlier task can have guessed and filled: its name is drawn now.
+    task["folder"] = os.path.join(job["scratch"], f"{task['grade_id']}-{secrets.token_hex(8)}")
+    os.mkdir(task["folder"], 0o700)
     read_fd, write_fd = os.pipe()
     began = time.monotonic()
     pid = os.fork()
@@ -231,6 +234,7 @@ def _task(module: types.ModuleType, task: dict, job: dict) -> dict:
                   float(job.get("timeout_cap") or "inf"))
     data, reason = _collect(read_fd, pid, timeout)
     seconds = round(time.monotonic() - began, 3)
+    shutil.rmtree(task["folder"], ignore_errors=True)
     if reason:
         return {"error": reason, "seconds": seconds}
     try:

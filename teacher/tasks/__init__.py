@@ -103,10 +103,11 @@ def solutions(source_nb: dict) -> dict[str, str]:
             for g, text in answer_cells(source_nb).items()}
 
 
-def job(notebook: str, answers: dict[str, str], *, voc_root: str, fixtures: str,
+def job(notebook: str | ModuleType, answers: dict[str, str], *, voc_root: str, fixtures: str,
         scratch: str) -> dict:
-    """The harness's job for one hand-in of `notebook` (answers: grade_id → source)."""
-    mod = module(notebook)
+    """The harness's job for one hand-in of `notebook` (a name, or a task module itself;
+    answers: grade_id → source)."""
+    mod = module(notebook) if isinstance(notebook, str) else notebook
     root = Path(__file__).resolve().parents[2]
     order = list(mod.TASKS)
     tasks = []
@@ -116,14 +117,20 @@ def job(notebook: str, answers: dict[str, str], *, voc_root: str, fixtures: str,
             grade_id=grade_id, answer=answers.get(grade_id, ""),
             earlier=[[g, answers[g]] for g in order[:i] if g in answers],
             course={n: (root / COURSE[n]).read_text() for n in spec.get("uses", ())}))
-    return dict(notebook=notebook, module=inspect.getsource(mod), tasks=tasks,
+    return dict(notebook=mod.NOTEBOOK, module=inspect.getsource(mod), tasks=tasks,
                 voc_root=voc_root, fixtures=fixtures, scratch=scratch)
 
 
 def _read_capped(path: Path) -> dict:
-    if not path.is_file() or path.is_symlink():
+    """The results file the sandbox left, as a dict; {} when it is missing, too large, not
+    JSON, or anything but a plain file in a plain folder (a link or a FIFO is never opened)."""
+    if path.parent.is_symlink() or path.is_symlink() or not path.is_file():
         return {}
-    with path.open("rb") as f:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return {}
+    with os.fdopen(fd, "rb") as f:
         data = f.read(MAX_RESULT_BYTES + 1)
     if len(data) > MAX_RESULT_BYTES:
         return {}
@@ -134,8 +141,8 @@ def _read_capped(path: Path) -> dict:
     return out if isinstance(out, dict) else {}
 
 
-def run(notebook: str, answers: dict[str, str], *, folder: Path, voc_root: str, fixtures: str,
-        use_sandbox: bool = True, limits=None, threads: int = 1,
+def run(notebook: str | ModuleType, answers: dict[str, str], *, folder: Path, voc_root: str,
+        fixtures: str, use_sandbox: bool = True, limits=None, threads: int = 1,
         timeout_cap: float | None = None) -> tuple[dict, str, int]:
     """Grade `answers` of `notebook` with the harness in a fresh `folder`: (results per answer
     grade_id, the sandbox's one-line limit message or "", peak memory in bytes)."""

@@ -217,16 +217,23 @@ def _as_logged(runs, key):
             continue
         steps = sorted(logged)
         out.append([len(rows), len(steps)] + [_same(r.get(key), logged[s][key])
-                                              for r, s in zip(rows, steps)])
+                                              for r, s in zip(rows, steps, strict=False)])
     return out
 
 
 def _loss_lr_hook(ns, ctx):
     runs: list = []
+    failed: list = []
 
-    def cached():
+    def cached():  # the two runs once: every case kind reads them (or raises their error)
+        if failed:
+            raise failed[0]
         if not runs:
-            runs.extend(_hook_runs(ctx))
+            try:
+                runs.extend(_hook_runs(ctx))
+            except Exception as exc:
+                failed.append(exc)
+                raise
         return runs
 
     return {"a new run's iterations": lambda: _iters(cached()[0][0]),
