@@ -116,6 +116,7 @@ def test_pipelines_left_in_the_loaders_are_named(demo_root, work_dir):
      "seg_map_path='SegmentationObject')", "`val_dataloader.dataset.data_prefix` does not point"),
     ("cfg.data_root = Path(VOC_ROOT)", "`data_root` is a PosixPath"),
     ("cfg.train_dataloader.batch_size = 2", "`train_dataloader.batch_size` is 2"),
+    ("cfg.val_dataloader.batch_size = 8", "`val_dataloader.batch_size` is 8"),
     ("cfg.train_pipeline[2].scale = (240, 320)\n"
      "cfg.train_dataloader.dataset.pipeline = cfg.train_pipeline",
      "RandomResize's scale in `train_pipeline` is [240, 320]"),
@@ -151,12 +152,21 @@ def test_an_lr_set_in_one_copy_is_named(demo_root, work_dir):
     ("cfg.work_dir = Path(WORK_DIR)", "`work_dir` is a PosixPath"),
     ("cfg.randomness = dict(seed=42)", "`randomness` is {'seed': 42}"),
     ("cfg.train_cfg.val_interval = 8000", "`train_cfg.val_interval` is 8000"),
+    ("cfg.train_cfg = dict(max_iters=4000, val_interval=1000)", "`train_cfg.type` is None"),
+    ("cfg.default_hooks.checkpoint.by_epoch = True", "the checkpoint hook's by_epoch is True"),
+    ("cfg.randomness = dict(deterministic=True)", "`randomness` is {'deterministic': True}"),
 ])
 def test_schedule_mistakes_are_named(demo_root, work_dir, mistake, named):
     cfg = _run(SOLUTIONS["schedule_edits"], demo_root, work_dir)["cfg"]
     exec(mistake, {"cfg": cfg, "Path": Path, "WORK_DIR": work_dir})
     status, problems = _verdict("schedule_edits", cfg, demo_root, work_dir)
     assert status == "wrong" and any(p.startswith(named) for p in problems), problems
+
+
+def test_a_seed_with_other_randomness_settings_is_right(demo_root, work_dir):
+    cfg = _run(SOLUTIONS["schedule_edits"], demo_root, work_dir)["cfg"]
+    cfg.randomness = dict(seed=0, deterministic=False)
+    assert _verdict("schedule_edits", cfg, demo_root, work_dir) == ("correct", [])
 
 
 def test_load_from_is_the_pretrained_checkpoint_as_str(demo_root, work_dir, tmp_path):
@@ -179,8 +189,8 @@ def test_final_lr_blank_right_and_mmengines_t(demo_root, work_dir):
     assert evaluate(lambda cfg: np.float64(solution(cfg)), verify) == ("correct", [])
     # T = end - begin, the formula the notebook stated before: off by about 6e-7 relative
     status, problems = evaluate(_run(WRONG["final_lr"], demo_root, work_dir)["final_lr"], verify)
-    assert status == "wrong" and len(problems) == 1 and "the T that mmengine divides by" in \
-        problems[0]
+    assert status == "wrong" and "the T that mmengine divides by" in problems[0]
+    assert len(problems) == 3  # and on the other schedules that end after the run
     # the schedule taken to end with the run: wrong on the seed's schedule
     scope = {}
     exec("def final_lr(cfg):\n"
@@ -202,7 +212,17 @@ def final_lr(cfg):
     status, problems = evaluate(scope["final_lr"], verify)
     assert status == "wrong" and problems[0].startswith("with max_iters past the schedule's end")
     no_floor = lambda cfg: solution(cfg) - cfg.param_scheduler[0].eta_min  # noqa: E731
-    assert len(evaluate(no_floor, verify)[1]) == 2
+    # wrong on the seed's schedule, past its end, and on every other one with an eta_min
+    assert len(evaluate(no_floor, verify)[1]) == 2 + sum(
+        1 for s in config.OTHER_SCHEDULES if s[3])
+    # the lr read from cfg.optimizer (the copy the Runner does not use): right on the seed's
+    # schedule, where both copies agree, wrong where they differ
+    def copy_lr(cfg):
+        return solution(cfg) * cfg.optimizer.lr / cfg.optim_wrapper.optimizer.lr
+
+    status, problems = evaluate(copy_lr, verify)
+    assert status == "wrong" and len(problems) == 1 and problems[0].startswith(
+        "with optim_wrapper's lr 0.004 (optimizer's 0.02)")
     assert evaluate(lambda cfg: "0.001", verify) == (
         "wrong", ["final_lr returned something that is not a number"])
 

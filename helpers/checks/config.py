@@ -24,7 +24,8 @@ from typing import Any
 from helpers.checks import NotAnswered, Task, answered
 
 __all__ = ["GROUPS", "CROP", "SCALE", "base_config", "verify_model_edits", "verify_data_edits",
-           "verify_schedule_edits", "verify_final_lr", "TASKS"]
+           "verify_schedule_edits", "verify_final_lr", "OTHER_SCHEDULES",
+           "TASKS"]
 
 #: The top-level config keys each config task edits (``model.data_preprocessor`` is the data
 #: task's: it pads batches to the crop).
@@ -352,6 +353,11 @@ def verify_data_edits(cfg: Any, voc_root: str | os.PathLike) -> list[str]:
     if cfg.train_dataloader.get("batch_size") != 8:
         problems.append(f"`train_dataloader.batch_size` is "
                         f"{cfg.train_dataloader.get('batch_size')!r}, not the homework's")
+    for loader in ("val_dataloader", "test_dataloader"):
+        got = cfg.get(loader, {}).get("batch_size")
+        if got != shipped[loader].batch_size:
+            problems.append(f"`{loader}.batch_size` is {got!r}: only the training batch "
+                            "changes, keep the shipped one")
     register_all_modules()
     for loader, split, key in (("train_dataloader", "train", "train_pipeline"),
                                ("val_dataloader", "val", "test_pipeline"),
@@ -391,11 +397,15 @@ def verify_schedule_edits(cfg: Any, work_dir: str | os.PathLike,
     if homework_lr(top_lr) and not homework_lr(built_lr):
         problems.append("note: optim_wrapper.optimizer is a copy of optimizer, made when the "
                         "file was loaded: the Runner builds its optimizer from that copy")
+    shipped = base_config()
     for field, want in (("max_iters", 4000), ("val_interval", 1000)):
         if cfg.train_cfg.get(field) != want:
             problems.append(f"`train_cfg.{field}` is {cfg.train_cfg.get(field)!r}, not what "
                             "task 3 asks for")
-    if _plain(cfg.get("param_scheduler")) != _plain(base_config().param_scheduler):
+    if cfg.train_cfg.get("type") != shipped.train_cfg.type:
+        problems.append(f"`train_cfg.type` is {cfg.train_cfg.get('type')!r}: keep the shipped "
+                        "training loop")
+    if _plain(cfg.get("param_scheduler")) != _plain(shipped.param_scheduler):
         problems.append("`param_scheduler` changed: leave it as shipped (task 4 is about it)")
     hooks = cfg.get("default_hooks", {})
     try:
@@ -408,13 +418,16 @@ def verify_schedule_edits(cfg: Any, work_dir: str | os.PathLike,
         problems.append(f"`default_hooks.logger.interval` is {logger.interval!r}, not what "
                         "task 3 asks for")
     for field, got, want in (("interval", ckpt.interval, 1000),
+                             ("by_epoch", ckpt.by_epoch, False),
                              ("max_keep_ckpts", ckpt.max_keep_ckpts, 1),
                              ("save_best", ckpt.save_best, ["mIoU"]),
                              ("rule", getattr(ckpt, "rules", None), ["greater"])):
         if got != want:
             problems.append(f"the checkpoint hook's {field} is {got!r} (default_hooks."
                             f"checkpoint.{field}), not what task 3 asks for")
-    if _plain(cfg.get("randomness")) != {"seed": 0}:
+    randomness = cfg.get("randomness")
+    seed = randomness.get("seed") if isinstance(randomness, Mapping) else None
+    if type(seed) is not int or seed != 0:
         problems.append(f"`randomness` is {_plain(cfg.get('randomness'))!r}, not a seed of 0")
     if not _same_path(cfg.get("work_dir"), work_dir):
         problems.append(_path_note("work_dir", cfg.get("work_dir")).replace(
@@ -459,10 +472,20 @@ def _number(value: Any) -> float | None:
     return float(value) if type(value) in (int, float) else None
 
 
+#: Other schedules the check tries, each against mmengine's stepped PolyLR: the lr in
+#: optim_wrapper, its copy in optimizer, PolyLR's power, eta_min and end, and max_iters.
+OTHER_SCHEDULES = (
+    (0.004, 0.02, 0.5, 0.0, 400, 100),    # the copies differ: the Runner's lr is optim_wrapper's
+    (0.03, 0.03, 2.0, 1e-3, 300, 299),    # t = end - 1: PolyLR's last change
+    (0.02, 0.02, 0.9, 5e-4, 250, 250),    # the schedule ends with the run
+    (0.01, 0.01, 1.0, 2e-4, 150, 600),    # the run goes on past the schedule's end
+)
+
+
 def verify_final_lr(final_lr: Callable) -> list[str]:
     """`final_lr` on the seed's schedule (the shipped file with lr 0.01/8 and 4,000 iterations)
-    against mmengine's PolyLR stepped on a dummy optimizer, to 1e-9 relative; and past the
-    schedule's end it must give eta_min."""
+    and on :data:`OTHER_SCHEDULES` against mmengine's PolyLR stepped on a dummy optimizer, to
+    1e-9 relative; and past the seed schedule's end it must give eta_min."""
     seed = base_config()
     seed.optimizer.lr = seed.optim_wrapper.optimizer.lr = 0.01 / 8
     seed.train_cfg.max_iters = 4000
@@ -481,6 +504,18 @@ def verify_final_lr(final_lr: Callable) -> list[str]:
                                         abs_tol=1e-15):
         problems.append(f"with max_iters past the schedule's end final_lr gives {late!r}: "
                         "PolyLR stops there and stays at its eta_min")
+    for lr, lr_copy, power, eta_min, end, iters in OTHER_SCHEDULES:
+        other = copy.deepcopy(seed)
+        other.optim_wrapper.optimizer.lr, other.optimizer.lr = lr, lr_copy
+        other.param_scheduler[0].update(power=power, eta_min=eta_min, end=end)
+        other.train_cfg.max_iters = iters
+        value = _number(final_lr(copy.deepcopy(other)))
+        if value is None or not math.isclose(value, _stepped_poly_lr(other), rel_tol=1e-9,
+                                             abs_tol=1e-15):
+            problems.append(f"with optim_wrapper's lr {lr:g} (optimizer's {lr_copy:g}), power "
+                            f"{power:g}, eta_min {eta_min:g}, end {end} and max_iters {iters} "
+                            f"final_lr gives {value!r}: not the lr that mmengine's PolyLR "
+                            "reaches")
     return problems
 
 
