@@ -126,3 +126,36 @@ $(COLAB_BASE)/.installed: tests/colab_stub/colab_base.txt
 
 clean-env:
 	rm -rf $(VENV)
+
+# Running a class (source/README.md, "Running a class: collect, deadlines, export").
+# make collect FROM=ZIP|DIR SUBMITTED=DIR [ZIP_TZ=UTC]: a Canvas or Moodle download (or a folder
+#   per student) → SUBMITTED/STUDENT/NN_name.ipynb and SUBMITTED/collected.json, ready for
+#   make grade; prints what it could not map and why, and each student's missing notebooks.
+# make late GRADES=FILE [SUBMITTED=DIR] [OUT=FILE] [COURSE_TOML=course.toml]: adds
+#   late_days,penalty,final_score,time_source to the grades CSV (to OUT, default GRADES itself)
+#   from course.toml's deadlines and late rule and SUBMITTED's collected.json (else file times).
+# make export GRADES=FILE FORMAT=canvas|moodle|plain OUT=FILE [ROSTER=students.csv]
+#   [COLLECTED=DIR/collected.json] [CANVAS_IDS=00_environment=123,...] [MOODLE_ID=email]:
+#   one row per student, one column per notebook and the total, for the LMS's gradebook import.
+COURSE_TOML ?= course.toml
+.PHONY: collect late export
+collect: $(STAMP)
+	@test -n "$(FROM)" -a -n "$(SUBMITTED)" || { echo "usage: make collect FROM=ZIP|DIR" \
+	  "SUBMITTED=DIR [ZIP_TZ=UTC]"; exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.collect "$(FROM)" "$(SUBMITTED)" \
+	  $(if $(ZIP_TZ),--zip-timezone "$(ZIP_TZ)")
+
+late: $(STAMP)
+	@test -n "$(GRADES)" || { echo "usage: make late GRADES=FILE [SUBMITTED=DIR] [OUT=FILE]" \
+	  "[COURSE_TOML=course.toml]"; exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.late "$(GRADES)" --config "$(COURSE_TOML)" \
+	  $(if $(SUBMITTED),--submitted "$(SUBMITTED)") $(if $(OUT),--out "$(OUT)")
+
+export: $(STAMP)
+	@test -n "$(GRADES)" -a -n "$(FORMAT)" -a -n "$(OUT)" || { echo "usage: make export" \
+	  "GRADES=FILE FORMAT=canvas|moodle|plain OUT=FILE [ROSTER=students.csv]" \
+	  "[COLLECTED=DIR/collected.json] [CANVAS_IDS=00_environment=123,...]" \
+	  "[MOODLE_ID=email|id_number|username]"; exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.export "$(GRADES)" --format "$(FORMAT)" --out "$(OUT)" \
+	  $(if $(ROSTER),--roster "$(ROSTER)") $(if $(COLLECTED),--collected "$(COLLECTED)") \
+	  $(if $(CANVAS_IDS),--canvas-ids "$(CANVAS_IDS)") $(if $(MOODLE_ID),--moodle-id "$(MOODLE_ID)")
