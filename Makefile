@@ -58,7 +58,8 @@ release: $(STAMP)
 # bubblewrap sandbox per hand-in with those limits (UNSAFE_NO_SANDBOX=1 opts out); CELL_TIMEOUT
 # caps one task, NOTEBOOK_TIMEOUT one hand-in. JOBS hand-ins at a time (default: one per core,
 # within memory at MEM_LIMIT each), or on the workers of a Dask cluster (SCHEDULER). VOC_ROOT is
-# the data the tasks are graded on.
+# the data the tasks are graded on; COURSE_TOML (default course.toml) the deadlines and late rule
+# behind OUT's late_days, penalty and final_score columns.
 CELL_TIMEOUT ?= 600
 NOTEBOOK_TIMEOUT ?= 3600
 grade: $(STAMP)
@@ -66,7 +67,7 @@ grade: $(STAMP)
 	  "[FEEDBACK=DIR] [COURSE=DIR] [JOBS=N] [SCHEDULER=tcp://HOST:PORT] [CELL_TIMEOUT=600]" \
 	  "[NOTEBOOK_TIMEOUT=3600] [MEM_LIMIT=6G]"; exit 1; }
 	$(VENV_PATH) $(PY) -m teacher.grading "$(SUBMITTED)" "$(OUT)" $(if $(FEEDBACK),--feedback "$(FEEDBACK)") \
-	  $(if $(COURSE),--course "$(COURSE)") \
+	  $(if $(COURSE),--course "$(COURSE)") --course-toml "$(COURSE_TOML)" \
 	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT) \
 	  $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
@@ -159,3 +160,25 @@ export: $(STAMP)
 	$(VENV_PATH) $(PY) -m teacher.export "$(GRADES)" --format "$(FORMAT)" --out "$(OUT)" \
 	  $(if $(ROSTER),--roster "$(ROSTER)") $(if $(COLLECTED),--collected "$(COLLECTED)") \
 	  $(if $(CANVAS_IDS),--canvas-ids "$(CANVAS_IDS)") $(if $(MOODLE_ID),--moodle-id "$(MOODLE_ID)")
+
+# make similarity SUBMITTED=DIR OUT=FILE [RELEASE=notebooks] [THRESHOLD=0.33]: pairs of hand-ins
+#   whose answer cells are unusually alike (copydetect, tokenised: names and comments do not
+#   matter; the release's stubs are boilerplate), per notebook, ranked; OUT (HTML, shared code
+#   side by side) and OUT's .json beside it. For a person to read: it changes no grade.
+# make report FEEDBACK=DIR OUT=FILE [GRADES=FILE] [SIMILARITY=FILE] [TOP=10]: one HTML page on a
+#   grading run (FEEDBACK's verdicts.json and messages.csv; GRADES default: the one grades CSV
+#   beside FEEDBACK): points per task, common failures, time per hand-in, limit hits, late
+#   hand-ins, the top similar pairs (make similarity's .json or .html).
+.PHONY: similarity report
+similarity: $(STAMP)
+	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make similarity SUBMITTED=DIR" \
+	  "OUT=FILE [RELEASE=notebooks] [THRESHOLD=0.33]"; exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.similarity "$(SUBMITTED)" "$(OUT)" \
+	  $(if $(RELEASE),--release "$(RELEASE)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
+
+report: $(STAMP)
+	@test -n "$(FEEDBACK)" -a -n "$(OUT)" || { echo "usage: make report FEEDBACK=DIR OUT=FILE" \
+	  "[GRADES=FILE] [SIMILARITY=FILE] [TOP=10]"; exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.report "$(FEEDBACK)" "$(OUT)" \
+	  $(if $(GRADES),--grades "$(GRADES)") $(if $(SIMILARITY),--similarity "$(SIMILARITY)") \
+	  $(if $(TOP),--top $(TOP))
