@@ -61,7 +61,26 @@ def test_read_class_ids_catches_colour_reads():
            "cv2.imread")
     problems = _wrong(lambda p: np.array(Image.open(p).convert("L")), data.verify_read_class_ids,
                       "pixels hold another value", "no VOC class id")
-    assert len(problems) == 3  # each of the three test masks
+    assert len(problems) == 5  # every mask but the one whose palette is grey
+
+
+def test_read_class_ids_catches_readers_of_voc_colours_only():
+    """A reader that maps VOC's display colours back to ids is right on VOC's masks only."""
+    from helpers.palette import lut
+
+    colours: dict[tuple, int] = {}
+    for i, c in enumerate(lut().tolist()):
+        colours.setdefault(tuple(c), i)  # the lowest id of a colour
+
+    def from_colours(path):
+        with Image.open(path) as png:
+            rgb = np.array(png.convert("RGB"))
+        return np.array([colours.get(tuple(c), 0) for c in rgb.reshape(-1, 3).tolist()],
+                        np.uint8).reshape(rgb.shape[:2])
+
+    problems = _wrong(from_colours, data.verify_read_class_ids, "a mask with a grey palette",
+                      "a 4-bit palette PNG")
+    assert not [p for p in problems if "a mask with" in p and "grey" not in p], problems
 
 
 def test_read_class_ids_names_shape_and_dtype():
@@ -223,6 +242,8 @@ def test_class_count_mistakes():
     problems += _wrong(every_mask_for_every_class, verify, "images count is wrong for")
     problems += _wrong(set_of_paths, verify, "listed twice", "add up to fewer pixels")
     _wrong(lambda paths: class_counts(paths[:1]), verify, "add up to fewer pixels")
+    _wrong(lambda paths: class_counts(paths) if paths else {}, verify,
+           "for an empty list of paths keys are missing")
     _wrong(lambda paths: {n: c["pixels"] for n, c in class_counts(paths).items()}, verify,
            "exactly the keys 'pixels' and 'images'")
     _wrong(lambda paths: {n: {k: float(v) for k, v in c.items()}
@@ -279,6 +300,12 @@ def test_padded_pipeline_mistakes(seed):
     _wrong([*augment[:2], dict(type="Resize", scale=cfg.crop_size, keep_ratio=False), pack],
            verify, "missing, changed or out of order", "RandomResize")
     _wrong([*augment, dict(type="NoSuchPad"), pack], verify, "TRANSFORMS.build failed")
+    # the seed changed in place (cfg.train_pipeline.insert(-1, pad)), then handed in
+    changed = [*augment, pad, pack]
+    assert data.verify_padded_pipeline(changed, base=changed, crop=cfg.crop_size,
+                                       dataset=None) == \
+        ["cfg.train_pipeline is no longer the one of mmseg's pascal_voc12.py: don't change cfg, "
+         "make a new list (load cfg again to undo the change)"]
 
 
 # ---------------------------------------------------------------- the notebook's calls

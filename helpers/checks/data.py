@@ -63,6 +63,28 @@ def check_masks() -> dict[str, np.ndarray]:
             "a third mask": mix.reshape(70, 25)}
 
 
+def _other_pngs(folder: str) -> list[tuple[str, Path, np.ndarray]]:
+    """Palette PNGs unlike VOC's masks: (what, path, the ids it stores). A row of pixels with
+    VOC's palette, a grey palette and a 16-colour palette (Pillow writes that one with 4 bits per
+    pixel)."""
+    from PIL import Image
+
+    ids = np.r_[0:21, VOID].astype(np.uint8)
+    k = np.arange(210)
+    made = (("a mask one pixel high", ids[k * 3 % 22][None, :], voc.lut().ravel().tolist()),
+            ("a mask with a grey palette", ids[(np.arange(31 * 17) // 2) % 22].reshape(31, 17),
+             [v for g in range(256) for v in (g, g, g)]),
+            ("a 4-bit palette PNG", (np.arange(23 * 27) % 16).astype(np.uint8).reshape(23, 27),
+             [v for g in range(16) for v in (16 * g, 255 - 16 * g, 99)]))
+    out = []
+    for n, (what, mask, palette) in enumerate(made):
+        png = Image.fromarray(mask)
+        png.putpalette(palette)
+        png.save(Path(folder, f"other_{n}.png"))
+        out.append((what, Path(folder, f"other_{n}.png"), mask))
+    return out
+
+
 def _write_masks(folder: str, masks: dict[str, np.ndarray]) -> list[Path]:
     paths = [Path(folder, f"mask_{k}.png") for k in range(len(masks))]
     for path, mask in zip(paths, masks.values(), strict=True):
@@ -74,12 +96,14 @@ def _write_masks(folder: str, masks: dict[str, np.ndarray]) -> list[Path]:
 
 
 def verify_read_class_ids(read_class_ids: Callable) -> list[str]:
-    """`read_class_ids(path)` on palette PNGs written from known id arrays (str and Path)."""
+    """`read_class_ids(path)` on palette PNGs written from known id arrays (str and Path): VOC's
+    palette, then other sizes and palettes."""
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         masks = check_masks()
-        for k, (path, (what, want)) in enumerate(zip(_write_masks(tmp, masks), masks.items(),
-                                                     strict=True)):
+        cases = [(what, path, want) for path, (what, want)
+                 in zip(_write_masks(tmp, masks), masks.items(), strict=True)]
+        for k, (what, path, want) in enumerate(cases + _other_pngs(tmp)):
             got = answered(read_class_ids(str(path) if k % 2 else path))
             if not isinstance(got, np.ndarray):
                 return [f"for {what} it returned {type(got).__name__}, not a numpy array"]
@@ -224,7 +248,8 @@ def _count_problems(got: object, which: Sequence[int], where: str) -> list[str]:
              "images": {n: sum(int(i in MASK_COUNTS[m]) for m in which)
                         for n, i in zip(names, ids, strict=True)}}
     got_ = {k: {n: int(got[n][k]) for n in names} for k in _KINDS}
-    if got_["pixels"] == truth["images"] and got_["images"] == truth["pixels"]:
+    if got_["pixels"] == truth["images"] and got_["images"] == truth["pixels"] \
+            and truth["pixels"] != truth["images"]:
         return [f"for {where} 'pixels' and 'images' are swapped"]
     total, size = sum(got_["pixels"].values()), sum(truth["pixels"].values())
     if total != size:
@@ -244,13 +269,15 @@ def _count_problems(got: object, which: Sequence[int], where: str) -> list[str]:
 
 def verify_class_counts(class_counts: Callable) -> list[str]:
     """`class_counts(paths)` on three masks written from known arrays, then on one mask given
-    twice (a str and a Path)."""
+    twice (a str and a Path), then on no mask at all."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = _write_masks(tmp, check_masks())
         problems = _count_problems(answered(class_counts(paths)), (0, 1, 2), "three masks")
         if not problems:
             problems = _count_problems(answered(class_counts([str(paths[1]), paths[1]])),
                                        (1, 1), "one mask listed twice (a str, then a Path)")
+        if not problems:
+            problems = _count_problems(answered(class_counts([])), (), "an empty list of paths")
     return problems
 
 
@@ -264,6 +291,16 @@ def _plain(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _seed_pipeline() -> list:
+    """The training pipeline of mmseg's shipped VOC data config, as the notebook loads it."""
+    from mmengine.config import Config
+
+    from helpers.mmseg_configs import mmseg_config_dir
+
+    return Config.fromfile(mmseg_config_dir() / "_base_" / "datasets" / "pascal_voc12.py"
+                           ).train_pipeline
 
 
 def verify_padded_pipeline(pipeline: list, base: Sequence[dict], crop: tuple[int, int],
@@ -282,6 +319,9 @@ def verify_padded_pipeline(pipeline: list, base: Sequence[dict], crop: tuple[int
     if not isinstance(pipeline, list | tuple) or not all(
             isinstance(t, dict) and "type" in t for t in pipeline):
         return ["padded_pipeline must be a list of transform dicts, each with a 'type'"]
+    if _plain(list(base)) != _plain(list(_seed_pipeline())):
+        return ["cfg.train_pipeline is no longer the one of mmseg's pascal_voc12.py: don't "
+                "change cfg, make a new list (load cfg again to undo the change)"]
     rest = iter([_plain(t) for t in pipeline])  # base's steps, unchanged and in order
     lost = [t["type"] for t in base if not any(_plain(t) == s for s in rest)]
     if lost:

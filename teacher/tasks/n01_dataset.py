@@ -249,7 +249,7 @@ TASKS = {
         test="read_class_ids_test", givens=_reader_givens, probe=_read_class_ids,
         points={"the dataset's masks": 1, "other palettes and sizes": 1},
         say={"the dataset's masks": "wrong on masks of the dataset (paths as str or Path): "
-                                    "the ids, their shape or their dtype",
+                                    "not a numpy array of the ids, or its shape or dtype",
              "other palettes and sizes": "wrong on palette PNGs of other sizes and palettes "
                                          "(grey, random, 4-bit): the ids are the pixel values, "
                                          "whatever the palette"}),

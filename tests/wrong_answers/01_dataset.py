@@ -7,6 +7,9 @@ replaced) and expects the test cell after each of them to fail. See source/READM
 WRONG_ANSWERS = {
     # the homework's reader: cv2 applies the palette and returns BGR display colours
     "read_class_ids": '''
+import cv2
+
+
 def read_class_ids(path):
     return cv2.imread(str(path))
 ''',
@@ -34,11 +37,11 @@ def class_counts(paths):
     pixels = np.zeros(21, np.int64)
     images = np.zeros(21, np.int64)
     for path in paths:
-        per_id = np.bincount(read_ids(path).ravel(), minlength=256)[:21]
+        per_id = np.bincount(read_class_ids(path).ravel(), minlength=256)[:21]
         pixels += per_id
         images += per_id > 0
     return {name: {"pixels": int(p), "images": int(i)}
-            for name, p, i in zip(course_set.metainfo["classes"], pixels, images)}
+            for name, p, i in zip(classes, pixels, images)}
 ''',
     # pads the mask with 0, "background", instead of the ignore index
     "padded_pipeline": '''
