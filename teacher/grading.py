@@ -20,7 +20,8 @@ kept, no output, no other cell, no file, is read, let alone run, outside a sandb
    (:mod:`teacher.verdicts`): points per case kind, one line per task.
 6. **Feedback and merge.** HTML feedback per hand-in from the verdicts only
    (:mod:`teacher.feedback`); this process alone writes the class gradebook, the CSV `OUT`
-   (``student,notebook,score,max_score``) and ``messages.csv`` beside the feedback.
+   (``student,notebook,score,max_score`` and lateness: :mod:`teacher.late`), ``messages.csv`` and
+   ``verdicts.json`` (every task's points and message) beside the feedback.
 
 A failure is its hand-in's own: a notebook that cannot be read, a task that raises, runs past its
 time or floods its output, a sandbox that hits a limit, scores that hand-in or task 0 with a
@@ -55,7 +56,7 @@ from pathlib import Path
 from helpers.demo_data import ensure_dataset
 from helpers.env import repo_root
 from teacher import feedback as feedback_page
-from teacher import sandbox, tasks
+from teacher import late, sandbox, tasks
 from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
 from teacher.verdicts import check_truths, verdicts
 
@@ -334,14 +335,18 @@ def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,
 def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None = None,
           course: str | Path | None = None, feedback: str | Path | None = None,
           cell_timeout: int = 600, notebook_timeout: int = 3600, jobs: int | None = None,
-          use_sandbox: bool | None = None, scheduler: str | None = None) -> list[Result]:
+          use_sandbox: bool | None = None, scheduler: str | None = None,
+          course_toml: str | Path | None = None) -> list[Result]:
     """Grade ``submitted/STUDENT/NN_name.ipynb``; write `out` (CSV) and HTML feedback.
 
     Every notebook that at least one student handed in is graded for every student (a missing
     hand-in scores 0). `cell_timeout` caps each task's time, `notebook_timeout` each hand-in's
     sandbox. `feedback` defaults to ``feedback/`` beside `out`. `use_sandbox` defaults to on
     unless ``UNSAFE_NO_SANDBOX=1``; when on and no sandbox can start here, RuntimeError says
-    why. `jobs` defaults to :func:`default_jobs`.
+    why. `jobs` defaults to :func:`default_jobs`. The CSV has, next to each raw score, how late
+    the hand-in was and its penalty under `course_toml` (default: the repository's course.toml;
+    hand-in times from ``submitted/collected.json`` when `make collect` wrote it, else the files'
+    times): ``student,notebook,score,max_score,late_days,penalty,final_score,time_source``.
     """
     root, began = repo_root(), time.monotonic()
     if use_sandbox is None:
@@ -404,11 +409,14 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     shutil.rmtree(scratch, ignore_errors=True)
     results.sort(key=lambda r: (r.student, r.notebook))
     out.parent.mkdir(parents=True, exist_ok=True)
+    rules = Path(course_toml or root / "course.toml")  # deadlines and the late rule
+    collected = Path(submitted) / "collected.json"  # hand-in times, when make collect ran
     with out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "notebook", "score", "max_score"])
-        writer.writerows([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}"]
-                         for r in results)
+        writer = csv.DictWriter(f, late.COLUMNS)
+        writer.writeheader()
+        writer.writerows(late.rows(results, collected if collected.is_file() else None,
+                                   late.load(rules, names) if rules.is_file() else late.Config(),
+                                   submitted=submitted))
     feedback.mkdir(parents=True, exist_ok=True)
     with (feedback / "messages.csv").open("w", newline="") as f:
         csv.writer(f).writerows([["student", "notebook", "message"]] + [
@@ -416,10 +424,14 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     with (feedback / "verdicts.json").open("w") as f:  # per task, for reports and regrading
         json.dump([dict(student=r.student, notebook=r.notebook, seconds=round(r.seconds, 2),
                         peak_memory=r.peak_memory, tasks=r.tasks) for r in results], f)
+    from teacher import report  # the class report: histograms, failures, time, limits, lateness
+
+    (feedback / "report.html").write_text(report.build(feedback / "verdicts.json", out))
     print(f"fixtures and truths {LAST_RUN['truths']:.0f} s, {len(results)} hand-ins "
           f"{LAST_RUN['hand_ins']:.0f} s ({jobs} at a time)")
     print(f"{len(results)} grades → {out}; feedback → {feedback}/STUDENT/NN_name.html, "
-          f"messages → {feedback / 'messages.csv'}; class gradebook → {course / 'gradebook.db'}")
+          f"messages → {feedback / 'messages.csv'}, class report → {feedback / 'report.html'}; "
+          f"class gradebook → {course / 'gradebook.db'}")
     return results
 
 
@@ -438,12 +450,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="hand-ins graded at once (default: one per core, within memory)")
     parser.add_argument("--scheduler", default="",
                         help="a Dask scheduler (tcp://HOST:PORT) to grade on instead")
+    parser.add_argument("--course-toml", help="deadlines and late rule (default: course.toml)")
     args = parser.parse_args(argv)
     try:
         grade(args.submitted, args.out, source=args.source, course=args.course,
               feedback=args.feedback, cell_timeout=args.cell_timeout,
               notebook_timeout=args.notebook_timeout, jobs=args.jobs or None,
-              scheduler=args.scheduler or None)
+              scheduler=args.scheduler or None, course_toml=args.course_toml)
     except RuntimeError as exc:
         if sandbox.OPT_OUT in str(exc):
             print(f"make grade: {exc}", file=sys.stderr)

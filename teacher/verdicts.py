@@ -136,11 +136,8 @@ def verdicts(results: Any, truths: dict, mod, answers: dict[str, str]) -> list[V
             message = ""
         elif source is None or blank(source):
             message = "not answered"
-        elif isinstance(got.get("error"), str):
-            message = got["error"][:300]
-        else:
-            first = got.get("answer")
-            message = "; ".join(([f"your answer cell {first[:200]}"] if isinstance(first, str)
-                                 else []) + notes)
+        else:  # why the answer failed first, then each case kind that failed
+            first = [got[k][:200] for k in ("answer", "error") if isinstance(got.get(k), str)]
+            message = "; ".join(first + ([] if got.get("error") else notes))
         out.append(Verdict(task, spec["test"], earned, worth, message, passed))
     return out

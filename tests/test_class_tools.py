@@ -192,6 +192,11 @@ def test_collect_command_prints_summary(canvas_zip: Path, tmp_path: Path, capsys
 
 # --- deadlines and late penalties -------------------------------------------------------------
 
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def write_config(path: Path, rule: str, **late_keys) -> Path:
     keys = "".join(f"{k} = {v}\n" for k, v in late_keys.items())
     path.write_text(f'[deadlines]\n00_environment = "2025-09-19T23:59:00+02:00"\n'
@@ -199,11 +204,15 @@ def write_config(path: Path, rule: str, **late_keys) -> Path:
     return path
 
 
-def test_course_toml_loads() -> None:
-    config = late.load(Path(__file__).parents[1] / "course.toml", NAMES)
+def test_course_toml_loads_and_its_examples_are_valid(tmp_path: Path) -> None:
+    shipped = Path(__file__).parents[1] / "course.toml"
+    config = late.load(shipped, NAMES)
+    assert config.deadlines == {}  # a fresh clone: no deadline yet, no hand-in is late
+    assert (config.rule, config.grace_minutes) == ("none", 15)
+    examples = shipped.read_text().replace("# 0", "0")  # the commented example deadlines
+    config = late.load(write_text(tmp_path / "course.toml", examples), NAMES)
     assert sorted(config.deadlines) == NAMES
     assert config.deadlines["00_environment"].utcoffset() == timedelta(hours=2)
-    assert (config.rule, config.grace_minutes) == ("none", 15)
 
 
 def test_load_errors_name_file_and_key(tmp_path: Path) -> None:

@@ -87,10 +87,6 @@ def _where(tb) -> str:
     return found
 
 
-def _reason(exc: BaseException) -> str:
-    return f"raised {type(exc).__name__}{_where(exc.__traceback__)}"
-
-
 def _run_earlier(cells: list[list[str]], ns: dict) -> None:
     """The def, class and import statements of earlier answer cells, each on its own."""
     for grade_id, source in cells:
@@ -139,17 +135,19 @@ def _child(module: types.ModuleType, task: dict, job: dict) -> dict:
     try:
         code = compile(_parse(task["answer"], ANSWER), ANSWER, "exec")
     except BaseException as exc:  # noqa: BLE001 (SyntaxError, RecursionError, MemoryError)
-        result["answer"] = f"could not be compiled ({type(exc).__name__})"
+        result["answer"] = f"your answer cell could not be compiled ({type(exc).__name__})"
         code = None
     if code is not None:
         try:
             exec(code, ns)  # noqa: S102 (the student's answer, in the sandbox)
         except BaseException as exc:  # noqa: BLE001 (SystemExit too: the answer's own)
-            result["answer"] = _reason(exc)
+            where = _where(exc.__traceback__).replace(" of your answer", "", 1)
+            result["answer"] = f"your answer cell raised {type(exc).__name__}{where}"
     try:
         cases = spec["probe"](ns, ctx)
-    except BaseException as exc:  # noqa: BLE001
-        return dict(result, error=f"its probe could not start ({type(exc).__name__})")
+    except BaseException as exc:  # noqa: BLE001 (the answer left out what the probe calls)
+        return result if "answer" in result else dict(
+            result, error=f"its probe could not start ({type(exc).__name__})")
     for kind, call in cases.items():
         try:
             payload = plain(call())

@@ -5,11 +5,11 @@ inside the grading sandbox, where the course's package does not exist.
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 NOTEBOOK = "00_environment"
-PRELOAD = ("numpy", "torch", "mmengine.config", "mmseg.registry", "mmseg.utils", "packaging.version")
+PRELOAD = ("numpy", "torch", "mmengine.config", "mmseg.registry", "mmseg.utils",
+           "packaging.version")
 
 
 def _configs():
