@@ -71,6 +71,21 @@ grade: $(STAMP)
 	  --cell-timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT) \
 	  $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
+# make regrade SUBMITTED=DIR OUT=FILE [STUDENT=a,b] [NOTEBOOK=03_training] [TASK=resume]
+#              [FEEDBACK=DIR] [COURSE=DIR]: grade again only those hand-ins (and of them only
+# those tasks) after a fix, with the fixtures and truths of the last run; OUT, the class
+# gradebook, their feedback and the report are updated in place, every other grade kept.
+.PHONY: regrade
+regrade: $(STAMP)
+	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make regrade SUBMITTED=DIR OUT=FILE" \
+	  "[STUDENT=a,b] [NOTEBOOK=NN_name] [TASK=grade_id] [FEEDBACK=DIR] [COURSE=DIR]"; exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.grading "$(SUBMITTED)" "$(OUT)" --regrade \
+	  $(if $(FEEDBACK),--feedback "$(FEEDBACK)") $(if $(COURSE),--course "$(COURSE)") \
+	  --course-toml "$(COURSE_TOML)" --cell-timeout $(CELL_TIMEOUT) \
+	  --notebook-timeout $(NOTEBOOK_TIMEOUT) $(if $(JOBS),--jobs $(JOBS)) \
+	  $(if $(STUDENT),--student "$(STUDENT)") $(if $(NOTEBOOK),--notebook "$(NOTEBOOK)") \
+	  $(if $(TASK),--task "$(TASK)")
+
 # The README's figures: after a full `make run` (not SMOKE), copy its figures from build/images/
 # into the committed images/ (refuses, copying nothing, when a figure was drawn under SMOKE=1).
 # Running a notebook never writes into images/ itself.

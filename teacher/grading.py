@@ -39,6 +39,8 @@ import argparse
 import base64
 import contextlib
 import csv
+import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -58,7 +60,7 @@ from helpers.env import repo_root
 from teacher import feedback as feedback_page
 from teacher import late, sandbox, tasks
 from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
-from teacher.verdicts import check_truths, verdicts
+from teacher.verdicts import Verdict, check_truths, verdicts
 
 __all__ = ["Result", "default_jobs", "grade", "main", "LAST_RUN", "MAX_NOTEBOOK_BYTES"]
 
@@ -107,6 +109,7 @@ class _Settings:
     notebook_timeout: int
     use_sandbox: bool
     threads: int
+    only_tasks: list[str] | None = None  #: regrade these tasks only (None: every task)
 
 
 def default_jobs(limits: sandbox.Limits | None = None) -> int:
@@ -167,9 +170,17 @@ def _read_hand_in(text: str) -> dict | str:
     return nb
 
 
+def _verdict(mod, task: str, kept: list) -> Verdict:
+    """A verdict of an earlier run (``[points, max_points, message]`` of verdicts.json)."""
+    points, worth, message = kept
+    return Verdict(task, mod.TASKS[task]["test"], float(points), float(worth), str(message))
+
+
 def _grade_notebook(student: str, name: str, text: str | None, settings: _Settings,
-                    base: Path) -> tuple[dict, dict[str, float], str]:
-    """(result row, test grade_id → points, feedback HTML) of one notebook hand-in."""
+                    base: Path, previous: dict | None = None) -> tuple[dict, dict[str, float], str]:
+    """(result row, test grade_id → points, feedback HTML) of one notebook hand-in. With
+    `settings.only_tasks`, only those tasks run; the others keep `previous` (task → [points,
+    max_points, message] of the last run)."""
     mod = tasks.module(name)
     specs = mod.TASKS
     worth = sum(sum(s["points"].values()) for s in specs.values())
@@ -182,6 +193,7 @@ def _grade_notebook(student: str, name: str, text: str | None, settings: _Settin
         return dict(notebook=name, score=0.0, max_score=worth, message=nb, failed=list(specs)), \
             zero, feedback_page.page(student, name, [], nb)
     answers = tasks.answer_cells(nb)
+    only = [t for t in specs if t in settings.only_tasks] if settings.only_tasks else None
     limits = sandbox.Limits.from_env()
     limits = sandbox.Limits(memory=limits.memory, processes=limits.processes,
                             cpu_seconds=limits.cpu_seconds,
@@ -190,13 +202,17 @@ def _grade_notebook(student: str, name: str, text: str | None, settings: _Settin
     results, limit, peak = tasks.run(
         name, answers, folder=base / f"{student}-{name}", voc_root=settings.voc_root,
         fixtures=settings.fixtures[name], use_sandbox=settings.use_sandbox, limits=limits,
-        threads=settings.threads, timeout_cap=settings.task_timeout)
+        threads=settings.threads, timeout_cap=settings.task_timeout, only=only)
     took = time.monotonic() - began
-    decided = verdicts(results, settings.truths[name], mod, answers)
+    decided = verdicts(results, settings.truths[name], mod, answers, only=only)
     if limit:
         for v in decided:
             if v.task not in results:
                 v.message = f"not graded: {limit}"
+    if only is not None:  # the other tasks keep the last run's verdicts
+        fresh = {v.task: v for v in decided}
+        decided = [fresh[t] if t in fresh else _verdict(mod, t, (previous or {})[t])
+                   for t in specs]
     failed = [v.task for v in decided if not v.passed]
     notes = "; ".join(f"{v.task} ({v.message})" if v.message else v.task
                       for v in decided if not v.passed)
@@ -209,7 +225,7 @@ def _grade_notebook(student: str, name: str, text: str | None, settings: _Settin
 
 
 def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
-                   scratch: str | None = None) -> dict:
+                   scratch: str | None = None, previous: dict | None = None) -> dict:
     """Grade one student's notebooks (name → JSON text). Never raises for a hand-in's sake.
 
     Returns plain data: ``results`` (one dict per notebook), ``scores`` (notebook → test
@@ -218,10 +234,10 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
     base = Path(scratch or tempfile.gettempdir()) / f"voc-grading-{os.getpid()}"
     base.mkdir(parents=True, exist_ok=True)
     results, scores, html = [], {}, {}
-    for name in settings.notebooks:
+    for name in (n for n in settings.notebooks if n in hand_ins or previous is None):
         try:
             row, earned, page = _grade_notebook(student, name, hand_ins.get(name), settings,
-                                                base)
+                                                base, (previous or {}).get(name))
         except Exception as exc:  # noqa: BLE001 (its failure is its own: the class goes on)
             mod = tasks.module(name)
             row = dict(notebook=name, score=0.0, max_score=sum(
@@ -253,12 +269,17 @@ def _truths(name: str, settings: _Settings, scratch: Path, folder: Path) -> dict
     return results
 
 
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
 def fixtures(names: list[str], folder: Path, voc_root: str) -> dict[str, str]:
-    """Each notebook's fixtures folder, made once (fixed seeds) by its task module."""
+    """Each notebook's fixtures folder, made once (fixed seeds) by its task module and kept
+    while the module and the data stay the same."""
     made = {}
     for name in names:
         mod = tasks.module(name)
-        path = folder / name
+        path = folder / f"{name}-{_key(inspect.getsource(mod), voc_root)}"
         if not (path / ".ready").exists():
             shutil.rmtree(path, ignore_errors=True)
             path.mkdir(parents=True)
@@ -267,6 +288,21 @@ def fixtures(names: list[str], folder: Path, voc_root: str) -> dict[str, str]:
             (path / ".ready").touch()
         made[name] = str(path.resolve())
     return made
+
+
+def _cached_truths(name: str, settings: _Settings, scratch: Path, folder: Path,
+                   cache: Path) -> dict:
+    """:func:`_truths`, kept in `cache` while the task module, the solutions, the fixtures and
+    the data stay the same (a regrade reuses them: the same hand-in gets the same grade)."""
+    key = _key(inspect.getsource(tasks.module(name)), (folder / f"{name}.ipynb").read_text(),
+               settings.fixtures[name], settings.voc_root)
+    path = cache / f"{name}-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    truths = _truths(name, settings, scratch, folder)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(truths))
+    return truths
 
 
 def _hand_ins(submitted: Path, notebooks: list[str]) -> dict[str, dict[str, str]]:
@@ -308,14 +344,17 @@ def _class_gradebook(course: Path, source: Path, names: list[str]) -> None:
 
 
 def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,
-         scheduler: str | None, scratch: Path, report: Callable[[dict], None]) -> list[dict]:
+         scheduler: str | None, scratch: Path, report: Callable[[dict], None],
+         previous: dict[str, dict] | None = None) -> list[dict]:
+    before = (lambda student: previous.get(student, {})) if previous is not None else \
+        (lambda student: None)
     if scheduler:
         from distributed import Client, as_completed
 
         with Client(scheduler) as client:
             remote = client.scatter(settings, broadcast=True)
             futures = [client.submit(_grade_student, student, notebooks, remote, None,
-                                     key=f"grade-{student}", pure=False)
+                                     before(student), key=f"grade-{student}", pure=False)
                        for student, notebooks in work.items()]
             done = []
             for future in as_completed(futures):
@@ -324,7 +363,8 @@ def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,
             return done
     done = []
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="job") as pool:
-        futures = [pool.submit(_grade_student, student, notebooks, settings, str(scratch))
+        futures = [pool.submit(_grade_student, student, notebooks, settings, str(scratch),
+                               before(student))
                    for student, notebooks in work.items()]
         for future in futures:
             done.append(future.result())
@@ -332,11 +372,24 @@ def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,
     return done
 
 
+def _earlier(feedback: Path) -> list[Result]:
+    """The results of the last run, from ``verdicts.json`` beside its feedback."""
+    path = feedback / "verdicts.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no earlier grading run to regrade; run make grade "
+                                "first (with the same OUT and FEEDBACK)")
+    return [Result(r["student"], r["notebook"], r["score"], r["max_score"], r["message"],
+                   tuple(r["failed"]), r["worker"], r["seconds"], r["peak_memory"], r["tasks"])
+            for r in json.loads(path.read_text())]
+
+
 def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None = None,
           course: str | Path | None = None, feedback: str | Path | None = None,
           cell_timeout: int = 600, notebook_timeout: int = 3600, jobs: int | None = None,
           use_sandbox: bool | None = None, scheduler: str | None = None,
-          course_toml: str | Path | None = None) -> list[Result]:
+          course_toml: str | Path | None = None, regrade: bool = False,
+          students: list[str] | None = None, notebooks: list[str] | None = None,
+          only_tasks: list[str] | None = None) -> list[Result]:
     """Grade ``submitted/STUDENT/NN_name.ipynb``; write `out` (CSV) and HTML feedback.
 
     Every notebook that at least one student handed in is graded for every student (a missing
@@ -347,6 +400,13 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     the hand-in was and its penalty under `course_toml` (default: the repository's course.toml;
     hand-in times from ``submitted/collected.json`` when `make collect` wrote it, else the files'
     times): ``student,notebook,score,max_score,late_days,penalty,final_score,time_source``.
+
+    With `regrade`, only the hand-ins of `students` (default all) and `notebooks` (default all
+    graded last time), and of them only `only_tasks` (default all), are graded again; every other
+    grade stays as the last run (``verdicts.json`` beside the feedback) left it, and the CSV,
+    the class gradebook, their feedback pages and the report are updated in place. Fixtures and
+    truths are kept while the tasks, solutions and data stay the same, so a hand-in graded again
+    gets the same grade.
     """
     root, began = repo_root(), time.monotonic()
     if use_sandbox is None:
@@ -361,29 +421,54 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     names = sorted(p.stem for p in Path(source).glob("[0-9][0-9]_*.ipynb"))
     if not names:
         raise FileNotFoundError(f"No instructor notebooks (NN_name.ipynb) in {source}")
+    for what, asked, known in (("notebook", notebooks, names),):
+        unknown = sorted(set(asked or ()) - set(known))
+        if unknown:
+            raise ValueError(f"no such {what}: {', '.join(unknown)} (have: {', '.join(known)})")
     hand_ins = _hand_ins(Path(submitted), names)
-    graded = sorted({n for notebooks in hand_ins.values() for n in notebooks})
-    kept = course / "fixtures"
-    if kept.is_dir():  # fixtures are made with fixed seeds: reused across runs
-        kept = kept.rename(course.parent / f".fixtures-{os.getpid()}")
-    shutil.rmtree(course, ignore_errors=True)
-    course.mkdir(parents=True)
-    if kept.is_dir():
-        kept.rename(course / "fixtures")
-    _class_gradebook(course, source, names)
+    earlier: list[Result] = []
+    if regrade:
+        earlier = _earlier(feedback)
+        graded = sorted({r.notebook for r in earlier})
+        if not (course / "gradebook.db").is_file():
+            raise FileNotFoundError(f"{course / 'gradebook.db'}: no class gradebook to update; "
+                                    "regrade with the COURSE of the last run")
+        missing = sorted(set(students or ()) - set(hand_ins) - {r.student for r in earlier})
+        if missing:
+            raise ValueError(f"no hand-ins of {', '.join(missing)} in {submitted}")
+        unknown = sorted(set(only_tasks or ()) - {t for n in graded
+                                                  for t in tasks.module(n).TASKS})
+        if unknown:
+            raise ValueError(f"no such task: {', '.join(unknown)}")
+    else:
+        graded = sorted({n for nbs in hand_ins.values() for n in nbs})
+        kept = [d for d in (course / "fixtures", course / "truths") if d.is_dir()]
+        parked = course.parent / f".kept-{os.getpid()}"
+        for folder in kept:  # made with fixed seeds: reused across runs
+            parked.mkdir(parents=True, exist_ok=True)
+            folder.rename(parked / folder.name)
+        shutil.rmtree(course, ignore_errors=True)
+        course.mkdir(parents=True)
+        for folder in kept:
+            (parked / folder.name).rename(course / folder.name)
+        shutil.rmtree(parked, ignore_errors=True)
+        _class_gradebook(course, source, names)
+    chosen = [n for n in graded if not notebooks or n in notebooks]
     voc_root = os.environ.get("VOC_ROOT", str(root / "data" / "VOCdevkit" / "VOC2012"))
     ensure_dataset(voc_root)  # as the notebooks would: a sandbox sees the dataset read-only
     voc_root = str(Path(voc_root).resolve())
     settings = _Settings(
-        notebooks=graded, truths={}, fixtures=fixtures(graded, course / "fixtures", voc_root),
+        notebooks=graded, truths={}, fixtures=fixtures(chosen, course / "fixtures", voc_root),
         voc_root=voc_root, task_timeout=int(cell_timeout),
         notebook_timeout=int(notebook_timeout), use_sandbox=use_sandbox,
-        threads=max(1, (os.cpu_count() or 1) // jobs))
+        threads=max(1, (os.cpu_count() or 1) // jobs), only_tasks=only_tasks)
     scratch = course / "scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="truth") as pool:
-        settings.truths = dict(zip(graded, pool.map(
-            lambda n: _truths(n, settings, scratch, source), graded), strict=True))
+        settings.truths = dict(zip(chosen, pool.map(
+            lambda n: _cached_truths(n, settings, scratch, source, course / "truths"), chosen),
+            strict=True))
     LAST_RUN.clear()
     LAST_RUN.update(jobs=jobs, truths=time.monotonic() - began)
 
@@ -401,10 +486,19 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
             (feedback / one["student"]).mkdir(parents=True, exist_ok=True)
             (feedback / one["student"] / f"{name}.html").write_bytes(base64.b64decode(page))
 
+    work = {s: {n: t for n, t in nbs.items() if n in chosen} for s, nbs in hand_ins.items()
+            if not students or s in students}
+    previous = None
+    if regrade:
+        previous = {}
+        for r in earlier:
+            previous.setdefault(r.student, {})[r.notebook] = r.tasks
+        settings.notebooks = chosen
     began = time.monotonic()
-    done = _map(settings, {s: {n: t for n, t in nbs.items() if n in graded}
-                           for s, nbs in hand_ins.items()}, jobs, scheduler, scratch, report)
+    done = _map(settings, work, jobs, scheduler, scratch, report, previous)
     LAST_RUN.update(hand_ins=time.monotonic() - began)
+    fresh = {(r.student, r.notebook) for r in results}
+    results += [r for r in earlier if (r.student, r.notebook) not in fresh]
     _record_scores(course / "gradebook.db", done)
     shutil.rmtree(scratch, ignore_errors=True)
     results.sort(key=lambda r: (r.student, r.notebook))
@@ -421,13 +515,15 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     with (feedback / "messages.csv").open("w", newline="") as f:
         csv.writer(f).writerows([["student", "notebook", "message"]] + [
             [r.student, r.notebook, r.message] for r in results if r.message])
-    with (feedback / "verdicts.json").open("w") as f:  # per task, for reports and regrading
-        json.dump([dict(student=r.student, notebook=r.notebook, seconds=round(r.seconds, 2),
-                        peak_memory=r.peak_memory, tasks=r.tasks) for r in results], f)
-    from teacher import report  # the class report: histograms, failures, time, limits, lateness
+    with (feedback / "verdicts.json").open("w") as f:  # per task, for the report and regrading
+        json.dump([dict(student=r.student, notebook=r.notebook, score=r.score,
+                        max_score=r.max_score, message=r.message, failed=list(r.failed),
+                        worker=r.worker, seconds=round(r.seconds, 2), peak_memory=r.peak_memory,
+                        tasks=r.tasks) for r in results], f)
+    from teacher import report as class_report  # histograms, failures, time, limits, lateness
 
-    (feedback / "report.html").write_text(report.build(feedback / "verdicts.json", out))
-    print(f"fixtures and truths {LAST_RUN['truths']:.0f} s, {len(results)} hand-ins "
+    (feedback / "report.html").write_text(class_report.build(feedback / "verdicts.json", out))
+    print(f"fixtures and truths {LAST_RUN['truths']:.0f} s, {len(fresh)} hand-ins "
           f"{LAST_RUN['hand_ins']:.0f} s ({jobs} at a time)")
     print(f"{len(results)} grades → {out}; feedback → {feedback}/STUDENT/NN_name.html, "
           f"messages → {feedback / 'messages.csv'}, class report → {feedback / 'report.html'}; "
@@ -438,7 +534,7 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("submitted", help="folder of STUDENT/NN_name.ipynb hand-ins")
-    parser.add_argument("out", help="CSV to write: student,notebook,score,max_score")
+    parser.add_argument("out", help="CSV to write: student,notebook,score,max_score,...")
     parser.add_argument("--feedback", help="folder for the HTML feedback (default: beside OUT)")
     parser.add_argument("--source", help="instructor notebooks (default: source/voc)")
     parser.add_argument("--course", help="the grader's course folder (default: build/grade)")
@@ -451,12 +547,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheduler", default="",
                         help="a Dask scheduler (tcp://HOST:PORT) to grade on instead")
     parser.add_argument("--course-toml", help="deadlines and late rule (default: course.toml)")
+    parser.add_argument("--regrade", action="store_true",
+                        help="grade again only --student/--notebook/--task, keep the rest")
+    parser.add_argument("--student", default="", help="comma-separated students to regrade")
+    parser.add_argument("--notebook", default="", help="comma-separated notebooks to regrade")
+    parser.add_argument("--task", default="", help="comma-separated tasks (answer grade_ids)")
     args = parser.parse_args(argv)
+
+    def listed(text: str) -> list[str] | None:
+        return [x.strip() for x in text.split(",") if x.strip()] or None
+
+    if not args.regrade and (args.student or args.notebook or args.task):
+        parser.error("--student, --notebook and --task need --regrade (make regrade)")
     try:
         grade(args.submitted, args.out, source=args.source, course=args.course,
               feedback=args.feedback, cell_timeout=args.cell_timeout,
               notebook_timeout=args.notebook_timeout, jobs=args.jobs or None,
-              scheduler=args.scheduler or None, course_toml=args.course_toml)
+              scheduler=args.scheduler or None, course_toml=args.course_toml,
+              regrade=args.regrade, students=listed(args.student),
+              notebooks=listed(args.notebook), only_tasks=listed(args.task))
+    except (FileNotFoundError, ValueError, late.ConfigError) as exc:
+        print(f"make grade: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:
         if sandbox.OPT_OUT in str(exc):
             print(f"make grade: {exc}", file=sys.stderr)

@@ -111,11 +111,15 @@ def _tolerance(spec: dict, key: str) -> float:
     return float(value) if type(value) in (int, float) and value >= 0 else 1e-6
 
 
-def verdicts(results: Any, truths: dict, mod, answers: dict[str, str]) -> list[Verdict]:
-    """The verdict on every task of `mod` for harness `results` (possibly partial or garbage)."""
+def verdicts(results: Any, truths: dict, mod, answers: dict[str, str],
+             only: list[str] | None = None) -> list[Verdict]:
+    """The verdict on every task of `mod` (or those in `only`) for harness `results` (possibly
+    partial or garbage)."""
     results = results if isinstance(results, dict) else {}
     out = []
     for task, spec in mod.TASKS.items():
+        if only is not None and task not in only:
+            continue
         worth = float(sum(spec["points"].values()))
         got = results.get(task)
         got = got if isinstance(got, dict) else {}

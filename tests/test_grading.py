@@ -311,8 +311,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_make_grade_with_jobs_and_a_dask_cluster_gives_the_grades_of_one_job(tmp_path,
-                                                                             demo_root):
+def test_make_grade_with_jobs_and_a_dask_cluster_gives_the_grades_of_one_job_and_regrade(
+        tmp_path, demo_root):
     source = _source("00_environment")
     sub = tmp_path / "submitted"
     _write(sub, "ann", "00_environment", source)
@@ -353,3 +353,32 @@ def test_make_grade_with_jobs_and_a_dask_cluster_gives_the_grades_of_one_job(tmp
     assert one == two == dask
     scores = {row["student"]: float(row["score"]) for row in csv.DictReader(one.splitlines())}
     assert scores["ann"] == 7 and scores["cy"] == 0 and 0 < scores["bob"] < 7
+
+    # make regrade: bob fixes one task; only that task of his is graded again, in place
+    fixed = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+             if c.metadata.get("nbgrader", {}).get("grade_id") == "voc_configs"}
+    _write(sub, "bob", "00_environment",
+           _replace(source, dict(wrong_answers("00_environment"), **fixed)))
+    before = json.loads((tmp_path / "feedback" / "verdicts.json").read_text())
+    done = subprocess.run(["make", "-s", "regrade", f"SUBMITTED={sub}",
+                           f"OUT={tmp_path / 'dask.csv'}", f"COURSE={tmp_path / 'dask'}",
+                           "STUDENT=ann,bob", "TASK=voc_configs"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "2 hand-ins" in done.stdout  # ann's and bob's 00 only
+    after = json.loads((tmp_path / "feedback" / "verdicts.json").read_text())
+    old_bob, new_bob = ([r for r in rows if r["student"] == "bob"][0] for rows in (before, after))
+    assert new_bob["tasks"]["voc_configs"][0] == 1 > old_bob["tasks"]["voc_configs"][0]
+    assert {k: v for k, v in new_bob["tasks"].items() if k != "voc_configs"} == \
+        {k: v for k, v in old_bob["tasks"].items() if k != "voc_configs"}
+    # the same hand-in graded again gets the same grade; cy is not graded again at all
+    assert [(r["student"], r["score"], r["tasks"]) for r in after if r["student"] != "bob"] == \
+        [(r["student"], r["score"], r["tasks"]) for r in before if r["student"] != "bob"]
+    regraded = {row["student"]: float(row["score"]) for row in
+                csv.DictReader((tmp_path / "dask.csv").read_text().splitlines())}
+    assert regraded == dict(scores, bob=scores["bob"] + 1 - old_bob["tasks"]["voc_configs"][0])
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{tmp_path / 'dask' / 'gradebook.db'}") as gb:
+        assert gb.find_submission_notebook("00_environment", "voc", "bob").score == \
+            pytest.approx(regraded["bob"])

@@ -104,14 +104,16 @@ def solutions(source_nb: dict) -> dict[str, str]:
 
 
 def job(notebook: str | ModuleType, answers: dict[str, str], *, voc_root: str, fixtures: str,
-        scratch: str) -> dict:
+        scratch: str, only: list[str] | None = None) -> dict:
     """The harness's job for one hand-in of `notebook` (a name, or a task module itself;
-    answers: grade_id → source)."""
+    answers: grade_id → source; `only`: these tasks, default all)."""
     mod = module(notebook) if isinstance(notebook, str) else notebook
     root = Path(__file__).resolve().parents[2]
     order = list(mod.TASKS)
     tasks = []
     for i, grade_id in enumerate(order):
+        if only is not None and grade_id not in only:
+            continue
         spec = mod.TASKS[grade_id]
         tasks.append(dict(
             grade_id=grade_id, answer=answers.get(grade_id, ""),
@@ -143,7 +145,8 @@ def _read_capped(path: Path) -> dict:
 
 def run(notebook: str | ModuleType, answers: dict[str, str], *, folder: Path, voc_root: str,
         fixtures: str, use_sandbox: bool = True, limits=None, threads: int = 1,
-        timeout_cap: float | None = None) -> tuple[dict, str, int]:
+        timeout_cap: float | None = None, only: list[str] | None = None
+        ) -> tuple[dict, str, int]:
     """Grade `answers` of `notebook` with the harness in a fresh `folder`: (results per answer
     grade_id, the sandbox's one-line limit message or "", peak memory in bytes)."""
     from teacher import sandbox
@@ -156,7 +159,8 @@ def run(notebook: str | ModuleType, answers: dict[str, str], *, folder: Path, vo
     for name in ("harness.py", "data.py"):
         shutil.copyfile(KIT / name, kit / name)
     (kit / "job.json").write_text(json.dumps(dict(
-        job(notebook, answers, voc_root=voc_root, fixtures=fixtures, scratch=str(scratch)),
+        job(notebook, answers, voc_root=voc_root, fixtures=fixtures, scratch=str(scratch),
+            only=only),
         timeout_cap=timeout_cap)))
     result = out / "result.json"
     n = str(threads)
