@@ -268,6 +268,10 @@ def segment_small_mask(model, path, opacity=0.5):
     return mask[::2, ::2], overlay, shares  # not at the file's own size
 
 
+def segment_fixed_opacity(model, path, opacity=0.5):
+    return segment_right(model, path)  # opacity ignored: always the default
+
+
 def segment_without_rarest(model, path, opacity=0.5):
     mask, overlay, shares = segment_right(model, path, opacity)
     rarest = min(shares, key=shares.get)  # e.g. a cut-off for "too small to matter"
@@ -335,6 +339,7 @@ def test_segment_right_answers_are_correct(right, probe, example):
     (segment_bgr_overlay, "BGR order"),
     (segment_small_mask, "own height and width"),
     (segment_without_rarest, "exactly the classes"),
+    (segment_fixed_opacity, "not at the opacity given"),
     (lambda model, path, opacity=0.5: segment_right(model, path, opacity)[:2], "not (mask"),
 ])
 def test_segment_mistakes_are_named(wrong, says, probe, example):

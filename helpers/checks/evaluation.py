@@ -25,6 +25,7 @@ from helpers.checks import Task, answered
 __all__ = [
     "BLEND_TOLERANCE",
     "CONFUSED_PAIRS",
+    "SEGMENT_OPACITIES",
     "TASKS",
     "confusion_cases",
     "image_variants",
@@ -43,11 +44,17 @@ truncating is fine)."""
 
 # --- Task 1: blend --------------------------------------------------------------------------
 
+#: (classes, mask dtype) of each seed's blend inputs: VOC's 21 classes in a uint8 mask, and
+#: fewer classes in other integer masks, as the grader also tries.
+_BLEND_MASKS = {0: (21, np.uint8), 1: (6, np.int64), 2: (3, np.int32), 3: (21, np.uint8)}
+
+
 def _blend_inputs(seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
     rng = np.random.default_rng(seed)
-    palette = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(21)]
+    n, dtype = _BLEND_MASKS[seed]
+    palette = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(n)]
     image = rng.integers(0, 256, (31, 47, 3), dtype=np.uint8)
-    mask = rng.integers(0, 21, (31, 47)).astype(np.uint8)
+    mask = rng.integers(0, n, (31, 47)).astype(dtype)
     return image, mask, palette
 
 
@@ -118,11 +125,13 @@ def _count(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def confusion_cases() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """(name, confusion matrix, ground truth, prediction) for 21 and for 5 classes."""
+    """(name, confusion matrix, ground truth, prediction) for 21 classes (int64) and for 5
+    (int32)."""
     cases = []
     for name, n, seed in (("a 21-class matrix", 21, 0), ("a 5-class matrix", 5, 1)):
         gt, pred = _masks(n, seed)
-        cases.append((name, _count(gt, pred, n), gt, pred))
+        cm = _count(gt, pred, n)
+        cases.append((name, cm if n == 21 else cm.astype(np.int32), gt, pred))  # int32 too
     return cases
 
 
@@ -204,8 +213,8 @@ CONFUSED_PAIRS: tuple[tuple[str, tuple[tuple[int, ...], ...], tuple[int, int]], 
 def verify_most_confused(most_confused: Callable) -> list[str]:
     """``most_confused(cm)`` -> (true class, predicted class) of the largest off-diagonal count,
     on the matrices of :data:`CONFUSED_PAIRS`."""
-    for name, rows, want in CONFUSED_PAIRS:
-        cm = np.array(rows, dtype=np.int64)
+    for k, (name, rows, want) in enumerate(CONFUSED_PAIRS):
+        cm = np.array(rows, dtype=np.int32 if k % 2 else np.int64)  # any integer matrix
         before = cm.copy()
         got = answered(most_confused(cm))
         if not np.array_equal(cm, before):
@@ -275,7 +284,8 @@ def kept_cfg(model: Any) -> Iterator[None]:
 def probe_model(voc_root: str | Path, seed: int = 404) -> Any:
     """A segmentor whose predictions are the same in every run: the ``smoke`` preset's slim
     PSPNet with random weights drawn from `seed` (the global random state is left as it was),
-    on the CPU, with VOC's classes and palette."""
+    on the CPU, with VOC's classes and palette. The grader's fixtures for notebook 04
+    (teacher/tasks/n04_predict_evaluate.py) save it as a config and a checkpoint."""
     import torch
     from mmseg.apis import init_model
 
@@ -298,7 +308,8 @@ def _segmentation(model: Any, image: np.ndarray) -> np.ndarray:
         return inference_model(model, image).pred_sem_seg.data[0].cpu().numpy()
 
 
-def _check_segmentation(got: Any, model: Any, path: Path, where: str) -> list[str]:
+def _check_segmentation(got: Any, model: Any, path: Path, opacity: float, where: str
+                        ) -> list[str]:
     import mmcv
 
     bgr = mmcv.imread(str(path))  # as mmseg's LoadImageFromFile reads any file: 3 channels, BGR
@@ -326,13 +337,18 @@ def _check_segmentation(got: Any, model: Any, path: Path, where: str) -> list[st
     if overlay.dtype != np.uint8:
         return [f"{where} the overlay is {overlay.dtype}, not uint8"]
     palette = model.dataset_meta["palette"]
-    err = np.abs(overlay.astype(int) - _mmseg_blend(rgb, want, palette, 0.5, "check_own_rgb"))
+    err = np.abs(overlay.astype(int)
+                 - _mmseg_blend(rgb, want, palette, opacity, f"check_own_rgb_{opacity}"))
     if err.max() > BLEND_TOLERANCE:
-        bgr_drawn = _mmseg_blend(bgr, want, palette, 0.5, "check_own_bgr")
+        bgr_drawn = _mmseg_blend(bgr, want, palette, opacity, f"check_own_bgr_{opacity}")
         if np.abs(overlay.astype(int) - bgr_drawn).max() <= BLEND_TOLERANCE:
             return [f"{where} the overlay is drawn over the image in BGR order: show it in RGB"]
+        if opacity != 0.5 and np.abs(overlay.astype(int) - _mmseg_blend(
+                rgb, want, palette, 0.5, "check_own_rgb_0.5")).max() <= BLEND_TOLERANCE:
+            return [f"{where} the overlay is blended at opacity 0.5, not at the opacity given"]
         return [f"{where} {int((err.max(axis=2) > BLEND_TOLERANCE).sum())} overlay pixels differ "
-                "by more than 1 from the palette colours blended over the image at opacity 0.5"]
+                "by more than 1 from the palette colours blended over the image at opacity "
+                f"{opacity}"]
     if not isinstance(shares, dict):
         return [f"{where} shares is a {type(shares).__name__}, not a dict {{class name: percent}}"]
     ids, counts = np.unique(want, return_counts=True)
@@ -352,16 +368,25 @@ def _check_segmentation(got: Any, model: Any, path: Path, where: str) -> list[st
     return []
 
 
+#: The opacity each kind of file is tried at (None: the default, 0.5), as the grader varies it.
+SEGMENT_OPACITIES = (None, 0.3, 0.8, None)
+
+
 def verify_segment_my_image(segment_my_image: Callable, model: Any, example: str | Path
                             ) -> list[str]:
-    """``segment_my_image(model, path)`` -> (mask, overlay, shares) on `example` written as four
-    kinds of file at an odd size, against mmseg's ``inference_model`` on the decoded image and
+    """``segment_my_image(model, path[, opacity])`` -> (mask, overlay, shares) on `example`
+    written as four kinds of file at an odd size, two of them at opacities other than the
+    default, against mmseg's ``inference_model`` on the decoded image and
     ``SegLocalVisualizer``'s blend."""
     with tempfile.TemporaryDirectory() as tmp:
-        for name, path in image_variants(example, tmp, (131, 97)).items():
+        files = image_variants(example, tmp, (131, 97))
+        for (name, path), opacity in zip(files.items(), SEGMENT_OPACITIES, strict=True):
+            args = (model, str(path)) if opacity is None else (model, str(path), opacity)
             with kept_cfg(model):
-                got = answered(segment_my_image(model, str(path)))
-            problems = _check_segmentation(got, model, path, f"for {name} of 131x97 pixels")
+                got = answered(segment_my_image(*args))
+            where = f"for {name} of 131x97 pixels" + ("" if opacity is None
+                                                      else f" at opacity {opacity}")
+            problems = _check_segmentation(got, model, path, opacity or 0.5, where)
             if problems:
                 return problems
     return []
@@ -382,6 +407,6 @@ TASKS = {
                                "ndarrays' in numpy's user guide"),
     "segment_my_image": Task(verify_segment_my_image,
                              hint="mmcv.imread's flag and channel_order (or PIL's Image.convert); "
-                                  "mmseg's inference_model takes a path or a BGR array; "
-                                  "SegDataSample.pred_sem_seg; numpy.unique"),
+                                  "give mmseg's inference_model the file's path; "
+                                  "SegDataSample.pred_sem_seg; use opacity; numpy.unique"),
 }
