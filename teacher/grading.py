@@ -60,7 +60,7 @@ from helpers.env import repo_root
 from teacher import feedback as feedback_page
 from teacher import late, sandbox, tasks
 from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
-from teacher.verdicts import Verdict, check_truths, verdicts
+from teacher.verdicts import Verdict, blank, check_truths, verdicts
 
 __all__ = ["Result", "default_jobs", "grade", "main", "LAST_RUN", "MAX_NOTEBOOK_BYTES"]
 
@@ -194,6 +194,9 @@ def _grade_notebook(student: str, name: str, text: str | None, settings: _Settin
             zero, feedback_page.page(student, name, [], nb)
     answers = tasks.answer_cells(nb)
     only = [t for t in specs if t in settings.only_tasks] if settings.only_tasks else None
+    untouched = {t for t in specs if t not in answers or (
+        blank(answers[t]) and "YOUR CODE HERE" in answers[t])}  # the release's stub: 0, unrun
+    run = [t for t in (only or specs) if t not in untouched]
     limits = sandbox.Limits.from_env()
     limits = sandbox.Limits(memory=limits.memory, processes=limits.processes,
                             cpu_seconds=limits.cpu_seconds,
@@ -202,12 +205,13 @@ def _grade_notebook(student: str, name: str, text: str | None, settings: _Settin
     results, limit, peak = tasks.run(
         name, answers, folder=base / f"{student}-{name}", voc_root=settings.voc_root,
         fixtures=settings.fixtures[name], use_sandbox=settings.use_sandbox, limits=limits,
-        threads=settings.threads, timeout_cap=settings.task_timeout, only=only)
+        threads=settings.threads, timeout_cap=settings.task_timeout, only=run) if run else \
+        ({}, "", 0)
     took = time.monotonic() - began
     decided = verdicts(results, settings.truths[name], mod, answers, only=only)
     if limit:
         for v in decided:
-            if v.task not in results:
+            if v.task not in results and v.task not in untouched:
                 v.message = f"not graded: {limit}"
     if only is not None:  # the other tasks keep the last run's verdicts
         fresh = {v.task: v for v in decided}
