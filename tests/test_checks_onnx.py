@@ -127,6 +127,14 @@ def test_a_static_graph_is_wrong(model, tmp_path):
     assert status == "wrong" and "fixed (256 x 320)" in problems[0], problems
 
 
+def test_a_graph_under_another_name_is_reported(model, exported, tmp_path):
+    """The grader reads ONNX_DIR/mine.onnx, as the task asks: the check says so too."""
+    other = tmp_path / "other.onnx"
+    other.write_bytes(exported.read_bytes())
+    status, problems = evaluate(other, lambda p: tasks.verify_export(p, model))
+    assert status == "wrong" and "ONNX_DIR/mine.onnx" in problems[0], problems
+
+
 def test_a_model_left_with_the_swapped_pooling_is_wrong(model, exported):
     swapped = copy.deepcopy(model)
     stage = swapped.decode_head.psp_modules[0]
@@ -150,6 +158,16 @@ def test_the_shifted_model_changes_about_half_the_pixels(model):
         b = SegmentorGraph(tasks.shifted_model(model, x)).eval()(x)
     assert 0.3 < float((a.argmax(1) == b.argmax(1)).float().mean()) < 0.7
     assert float((a - b).abs().max()) > 0.1
+
+
+def test_the_halved_model_changes_every_logit(model):
+    x = torch.randn(1, 3, 97, 131, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        a = SegmentorGraph(model).eval()(x)
+        b = SegmentorGraph(tasks.halved_model(model)).eval()(x)
+    assert float((a - b).abs().max()) > 1e-2
+    with torch.no_grad():  # the model itself is left as it was
+        assert torch.equal(SegmentorGraph(model).eval()(x), a)
 
 
 def test_ort_vs_pytorch_blank_and_right(model, exported):

@@ -4,6 +4,9 @@
 post-processing inside the graph; :func:`graph_metadata` is what deployment needs to know about
 it (classes, palette, mean/std, test-time Resize), stored in the ``.onnx`` file for
 :mod:`helpers.deploy`.
+
+A leaf module: it imports only libraries at its top (the grader gives :class:`SegmentorGraph` to
+notebook 05's answers inside its sandbox, where the course's package does not exist).
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from helpers import voc
 
 __all__ = [
     "ABSOLUTE_MIN_SIDE",
@@ -124,6 +125,8 @@ def min_input_side(segmentor: nn.Module) -> int:
 def graph_metadata(graph: SegmentorGraph, min_side: int) -> dict[str, str]:
     """Everything deployment needs, stored inside the .onnx file (read by helpers.deploy)."""
     segmentor = graph.segmentor
+    from helpers import voc  # here, not at the top: this module stays a leaf (see above)
+
     meta: dict[str, Any] = getattr(segmentor, "dataset_meta", None) or {}
     if not meta and segmentor.decode_head.num_classes == len(voc.CLASSES):
         meta = dict(classes=voc.CLASSES, palette=voc.PALETTE)  # untrained model: VOC's names

@@ -47,6 +47,7 @@ __all__ = ["COURSE", "KIT", "modules", "module", "answer_cells", "solutions", "j
 COURSE: dict[str, str] = {
     "graph": "helpers/onnx/graph.py",
     "pooling": "helpers/onnx/pooling.py",
+    "run_config": "helpers/run_config.py",
 }
 
 #: The harness and the plain-data module: the only files of the grader a sandbox holds.

@@ -1,7 +1,8 @@
 """Plausible wrong answers for notebook 05: answer cell grade_id → what a student might write.
 
-tests/test_grading.py hands these in (the instructor's solution with each of these cells
-replaced) and expects the test cell after each of them to fail. See source/README.md.
+`python -m teacher.tasks 05_onnx` (and tests/test_grading.py) hand these in: the instructor's
+solutions with one of these cells replaced, which must lose points on that task only (see
+teacher/tasks/n05_onnx.py for the case kinds).
 """
 
 WRONG_ANSWERS = {
