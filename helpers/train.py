@@ -18,8 +18,6 @@ starts a new run from ``load_from``'s weights while ``work_dir`` holds no checkp
 from __future__ import annotations
 
 import argparse
-import copy
-import itertools
 import json
 import sys
 from collections.abc import Sequence
@@ -30,48 +28,33 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
+from helpers.run_config import run_config
+
 __all__ = [
     "build_runner", "main", "prepare_config", "read_scalars", "resume_from", "train", "val_metrics",
 ]
 
-_RUN_IDS = itertools.count()
-
-
 def prepare_config(cfg: Config, amp: bool | None = None) -> Config:
     """A copy of ``cfg`` ready for ``Runner.from_cfg(...).train()`` (notebook 03's plumbing).
 
-    Checks the split files, switches to mixed precision on a GPU and gives mmengine's global
-    objects (logger, message hub, visualizer) a name of their own, so that a second run in the
-    same kernel does not write into the first run's folder. ``cfg.resume`` is kept as it is.
+    Checks the split files, then :func:`helpers.run_config.run_config`: mixed precision on a
+    GPU, and names of its own for mmengine's global objects (logger, message hub, visualizer),
+    so that a second run in the same kernel does not write into the first run's folder.
+    ``cfg.resume`` is kept as it is.
 
     Args:
         cfg: a training config (``helpers.config.build_config``).
         amp: mixed precision (``AmpOptimWrapper``); None = on when CUDA is available.
     """
-    import torch
-
     import helpers.checkpoint  # noqa: F401  (registers the safe checkpoint loader)
     from helpers.voc import SPLIT_DIR, split_ids
 
-    # A copy without a file name: the Runner then records the config it ran as
-    # <work_dir>/<timestamp>.py, next to that run's log folder, and leaves the source file alone.
-    cfg = Config(copy.deepcopy(cfg.to_dict()))
     for loader in ("train_dataloader", "val_dataloader"):
         dataset = cfg.get(loader, {}).get("dataset", {})
         ann_file = Path(dataset.get("ann_file") or "")
         if dataset.get("type") == "PascalVOCDataset" and ann_file.parent == Path(SPLIT_DIR):
             split_ids(dataset.data_root, ann_file.stem)  # a clear error instead of an assert
-    if amp is None:
-        amp = torch.cuda.is_available()
-    if amp and cfg.optim_wrapper.get("type", "OptimWrapper") == "OptimWrapper":
-        cfg.optim_wrapper.update(type="AmpOptimWrapper", loss_scale="dynamic")
-    # mmengine keeps its Visualizer, MessageHub and logger as global instances by name; a second
-    # run in the same process must not reuse the first run's (and write into its folder).
-    tag = f"{Path(cfg.work_dir).name}_run{next(_RUN_IDS)}"
-    cfg.experiment_name = tag
-    if cfg.get("visualizer"):
-        cfg.visualizer.name = f"visualizer_{tag}"
-    return cfg
+    return run_config(cfg, amp)
 
 
 def resume_from(cfg: Config) -> str | None:

@@ -1,9 +1,10 @@
 """The checks of notebook 03's tasks (helpers.checks.training) on short real runs of the smoke
 preset on the demo data: blank is unanswered, the solution is correct, plausible mistakes are
 wrong with a message that names the problem and does not give the expected value away. The
-notebook's probes (its hidden tests) record the same payload for two correct answers and another
-one for each plausible mistake. The hook task's check and probe train a few iterations each (a
-new run, then that run resumed) with the hook attached."""
+grader's probes (teacher/tasks/n03_training.py, run here without the sandbox on the grader's
+own fixtures) give the solution's payload for a second correct answer and fail each plausible
+mistake on the case kinds it gets wrong, and on those only. The hook task's check and probe
+train a few iterations each (a new run, then that run resumed) with the hook attached."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import runpy
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
@@ -20,12 +22,12 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
-import helpers.checks.record
 from helpers.checkpoint import find_checkpoint, load_checkpoint
 from helpers.checks import evaluate, training
 from helpers.config import build_config
 from helpers.env import repo_root
 from helpers.train import prepare_config
+from teacher.tasks import n03_training as tasks
 from teacher.verdicts import same
 
 WRONG = runpy.run_path(str(Path(__file__).parent / "wrong_answers" / "03_training.py"))[
@@ -44,19 +46,38 @@ def _tiny(demo_root: Path, work_dir: Path, **overrides):
     return build_config("smoke", demo_root, work_dir, **{**TINY, **overrides})
 
 
-def _probe(grade_id: str, monkeypatch, **scope) -> object:
-    """Run the hidden tests of test cell `grade_id` in `scope`: the payload they record."""
-    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells
-                if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-    code = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
-    got = []
-    monkeypatch.setattr(helpers.checks.record, "record",
-                        lambda gid, payload, **_: got.append((gid, payload)))
-    exec(code, {"json": json, "Path": Path, "Runner": Runner, **scope})
-    assert [gid for gid, _ in got] == [grade_id]
-    payload = got[0][1]
-    json.dumps(payload, allow_nan=False)  # plain data
-    return payload
+@pytest.fixture(scope="module")
+def graded(demo_root, tmp_path_factory):
+    """The grader's fixtures (its tiny run and the hook probe's config), made once."""
+    folder = tmp_path_factory.mktemp("fixtures")
+    tasks.fixtures(folder, str(demo_root))
+    return folder
+
+
+def _grade(grade_id: str, answer, graded, tmp_path, **extra) -> dict:
+    """Payload (or "raised <Error>") per case kind of task `grade_id` for `answer` (source, run
+    in the task's givens as the harness runs it, without the sandbox), with `extra` names."""
+    scratch = Path(tmp_path, f"scratch_{len(list(tmp_path.iterdir()))}")
+    scratch.mkdir()
+    ctx = SimpleNamespace(fixtures=str(graded), scratch=str(scratch), voc_root=None)
+    spec = tasks.TASKS[grade_id]
+    ns: dict = {}
+    spec["givens"](ns, ctx)
+    ns.update(extra)
+    if answer is not None:
+        exec(answer, ns)
+    out = {}
+    for kind, call in spec["probe"](ns, ctx).items():
+        try:
+            out[kind] = call()
+        except Exception as err:  # noqa: BLE001  (the answer's error: a failed case kind)
+            out[kind] = f"raised {type(err).__name__}"
+    json.dumps(out, allow_nan=False)  # plain data
+    return out
+
+
+def _failed(got: dict, truth: dict) -> set[str]:
+    return {kind for kind in truth if not same(got[kind], truth[kind])}
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +175,7 @@ def test_the_hook_check_blank_right_and_mistakes(hook_cfg):
         "iterations [3] (the step of mmengine's log)"])
     status, problems = evaluate(_registered(ConfiguredLr), verify, cfg=hook_cfg)
     assert status == "wrong" and problems[0].startswith(
-        "in a new run the learning rate of iteration 2 is 0.05, but the optimizer used ")
+        "in a new run the learning rate of iteration 2 is 0.025, but the optimizer used ")
     status, problems = evaluate(_registered(DecodeLossOnly), verify, cfg=hook_cfg)
     assert status == "wrong" and problems[0].startswith("in a new run the loss of iteration 1 ")
     status, problems = evaluate(_registered(KeepsTensors), verify, cfg=hook_cfg)
@@ -168,19 +189,28 @@ def test_the_hook_check_blank_right_and_mistakes(hook_cfg):
         "there (custom_hooks finds hooks by their registered name)"]
 
 
-def test_the_hook_probe_tells_right_from_wrong(hook_cfg, monkeypatch):
-    def probe(hook):
-        return _probe("loss_lr_hook_test", monkeypatch, LossLrLogger=hook, cfg=hook_cfg)
+NEW, RESUMED_ITERS = "a new run's iterations", "a resumed run's iterations"
 
-    truth = probe(_hook(_solution_cell("loss_lr_hook")))
-    assert truth == {"hook": True, "runs": [
-        {"iters": [1, 2, 3], "loss_as_logged": [True] * 3, "lr_as_logged": [True] * 3},
-        {"iters": [4, 5], "loss_as_logged": [True] * 2, "lr_as_logged": [True] * 2}]}
-    assert not same(probe(_hook(WRONG["loss_lr_hook"])), truth)
-    assert not same(probe(_registered(SharedRows)), truth)
-    assert not same(probe(_registered(ConfiguredLr)), truth)
-    assert probe(_registered(KeepsTensors)) == {"hook": True, "error": "TypeError"}
-    assert probe(None) == {"hook": False}
+
+def test_the_hook_probe_fails_each_mistake_on_its_own_kinds(graded, tmp_path):
+    def grade(answer=None):
+        return _grade("loss_lr_hook", answer, graded, tmp_path)
+
+    truth = grade(_solution_cell("loss_lr_hook"))
+    assert truth == {NEW: [1, 2, 3], RESUMED_ITERS: [4, 5],
+                     "losses": [[3, 3, True, True, True], [2, 2, True, True]],
+                     "learning rates": [[3, 3, True, True, True], [2, 2, True, True]]}
+    assert _failed(grade(WRONG["loss_lr_hook"]), truth) == {NEW, RESUMED_ITERS}
+    for hook, kinds in ((CountsItself, {RESUMED_ITERS}), (ConfiguredLr, {"learning rates"}),
+                        (DecodeLossOnly, {"losses"}),
+                        (SharedRows, {RESUMED_ITERS, "losses", "learning rates"})):
+        _registered(hook)
+        assert _failed(grade(), truth) == kinds, hook
+    _registered(KeepsTensors)
+    assert set(grade().values()) == {"raised TypeError"}
+    HOOKS.register_module(name=training.HOOK_NAME, module=type("NotAHook", (Hook,), {}),
+                          force=True)
+    assert _failed(grade(), truth) == set(truth)  # registered, but writes nothing
 
 
 def best_iteration(scalars_file):
@@ -244,22 +274,23 @@ def test_best_iteration_is_checked_against_the_runs_best_checkpoint(run):
         "checkpoint (best_mIoU_iter_N.pth) was saved at another iteration"]
 
 
-def test_the_best_iteration_probe_tells_right_from_wrong(run, monkeypatch):
-    _, runner = run
-    scalars = Path(runner.log_dir, "vis_data", "scalars.json")
+def test_the_best_iteration_probe_fails_each_mistake_on_its_own_kinds(graded, tmp_path):
+    def grade(answer):
+        return _grade("best_iteration", None, graded, tmp_path, best_iteration=answer)
 
-    def probe(answer):
-        return _probe("best_iteration_test", monkeypatch, best_iteration=answer, runner=runner,
-                      scalars_file=scalars)
-
-    truth = probe(best_iteration)
-    assert truth["run"] is True and all(type(step) is int for step in truth["made_up"])
-    assert same(probe(best_iteration_pandas), truth)
+    truth = grade(best_iteration)
+    assert truth["a run's scalars.json"]["the best checkpoint's"] is True
+    assert all(type(step) is int for kind in ("made-up logs", "tied best validations")
+               for step in truth[kind])
+    assert same(grade(best_iteration_pandas), truth)
     scope = {"json": json, "Path": Path}
     exec(WRONG["best_iteration"], scope)
-    for wrong in (scope["best_iteration"], later_of_a_tie, best_by_accuracy,
-                  lambda path: float(best_iteration(path)), lambda path: None):
-        assert not same(probe(wrong), truth), wrong
+    assert {"made-up logs", "tied best validations"} <= _failed(grade(scope["best_iteration"]),
+                                                               truth)
+    assert _failed(grade(later_of_a_tie), truth) == {"tied best validations"}
+    assert "made-up logs" in _failed(grade(best_by_accuracy), truth)
+    for wrong in (lambda path: float(best_iteration(path)), lambda path: None):
+        assert _failed(grade(wrong), truth) == set(truth)
 
 
 @pytest.fixture
@@ -280,11 +311,32 @@ def _resumed(cfg, **changes) -> Runner:
     return resumed
 
 
-RESUMED = {"runner": True, "resumed_at": 0, "first_step": 1, "last_step": 2, "trained_twice": 0,
-           "val_steps": [2], "last_is_this_run": True, "last_iter": 2}
+RESUMED_AT, TRAINED, SAVED = ("resumed from the last checkpoint", "trained EXTRA_ITERS more",
+                              "saved the resumed run's checkpoint")
 
 
-def test_resume_from_the_last_checkpoint_is_correct(copied, monkeypatch):
+def test_the_resume_probe_fails_each_mistake_on_its_own_kinds(graded, tmp_path):
+    def grade(answer):
+        return _grade("resume", answer, graded, tmp_path)
+
+    truth = grade(_solution_cell("resume"))
+    assert truth == {RESUMED_AT: {"resumed_at": 0, "trained_twice": 0},
+                     TRAINED: {"first_step": 1, "last_step": 2, "val_steps": [2]},
+                     SAVED: {"last_is_this_run": True, "last_iter": 2}}
+    assert _failed(grade(WRONG["resume"]), truth) == {TRAINED, SAVED}
+    start = ("resume_cfg = copy.deepcopy(cfg)\n"
+             "resume_cfg.train_cfg.max_iters = last_iter + EXTRA_ITERS\n")
+    train = "resumed = Runner.from_cfg(prepare_config(resume_cfg))\nresumed.train()\n"
+    # resume alone: the config given sets load_from, so mmengine resumes from that checkpoint
+    assert _failed(grade(start + "resume_cfg.resume = True\n" + train), truth) == {
+        RESUMED_AT, TRAINED}
+    # load_from alone: the weights of `last`, but iteration 0 and a fresh optimizer
+    assert _failed(grade(start + "resume_cfg.load_from = str(last)\n" + train), truth) == {
+        RESUMED_AT, TRAINED}
+    assert _failed(grade("resumed = None"), truth) == set(truth)
+
+
+def test_resume_from_the_last_checkpoint_is_correct(copied):
     cfg, last = copied
     verify = training.TASKS["resume"].verify
     assert evaluate(None, verify, start_iter=4, extra_iters=2) == ("unanswered", [])
@@ -294,19 +346,16 @@ def test_resume_from_the_last_checkpoint_is_correct(copied, monkeypatch):
         "the run resumed from iteration 4, not from the run's last checkpoint"]
     assert evaluate(resumed, verify, start_iter=4, extra_iters=5)[1] == [
         "the resumed run ended at iteration 6, not 5 iterations after the checkpoint it resumed"]
-    assert _probe("resume_test", monkeypatch, resumed=resumed, last_iter=4) == RESUMED
-    assert _probe("resume_test", monkeypatch, resumed=None, last_iter=4) == {"runner": False}
 
 
-def test_resume_without_load_from_takes_the_last_checkpoint_too(copied, monkeypatch):
+def test_resume_without_load_from_takes_the_last_checkpoint_too(copied):
     cfg, _ = copied  # the smoke preset has no load_from: mmengine reads last_checkpoint
     resumed = _resumed(cfg, resume=True, **{"train_cfg.max_iters": 6})
     assert evaluate(resumed, training.verify_resume, start_iter=4, extra_iters=2) == (
         "correct", [])
-    assert _probe("resume_test", monkeypatch, resumed=resumed, last_iter=4) == RESUMED
 
 
-def test_resume_that_trains_nothing_is_wrong(copied, monkeypatch):
+def test_resume_that_trains_nothing_is_wrong(copied):
     cfg, last = copied
     scope = {"copy": copy, "cfg": cfg, "last": last, "Runner": Runner,
              "prepare_config": prepare_config}
@@ -314,15 +363,11 @@ def test_resume_that_trains_nothing_is_wrong(copied, monkeypatch):
     assert evaluate(scope["resumed"], training.verify_resume, start_iter=4, extra_iters=2) == (
         "wrong", ["the run resumed but trained no iteration: its train_cfg.max_iters must go "
                   "beyond the checkpoint's iteration"])
-    assert not same(_probe("resume_test", monkeypatch, resumed=scope["resumed"], last_iter=4),
-                    RESUMED)
 
 
-def test_load_from_without_resume_is_wrong(copied, monkeypatch):
+def test_load_from_without_resume_is_wrong(copied):
     cfg, last = copied
     resumed = _resumed(cfg, load_from=str(last), **{"train_cfg.max_iters": 6})
     assert evaluate(resumed, training.verify_resume, start_iter=4, extra_iters=2) == ("wrong", [
         "the run loaded the checkpoint's weights but did not resume it: its iteration counter, "
         "optimizer and scheduler started from zero"])
-    got = _probe("resume_test", monkeypatch, resumed=resumed, last_iter=4)
-    assert got["trained_twice"] == 4 and not same(got, RESUMED)

@@ -236,7 +236,8 @@ def _close(a: Any, b: float) -> bool:
 def verify_loss_lr_hook(hook: Any, cfg: Any) -> list[str]:
     """`hook` is a Hook registered as ``LossLrLogger`` that writes every iteration's loss and
     learning rate to ``<work_dir>/loss_lr.json``, compared with mmengine's own log of a short
-    run and of that run resumed."""
+    run and of that run resumed, both at another learning rate than `cfg`'s (as the grader's
+    probe, teacher/tasks/n03_training.py, trains)."""
     from mmengine.hooks import Hook
     from mmseg.registry import HOOKS  # mmseg's registry also finds what mmengine's holds
 
@@ -247,8 +248,9 @@ def verify_loss_lr_hook(hook: Any, cfg: Any) -> list[str]:
         return [f"no hook named {HOOK_NAME} in mmengine's HOOKS registry is this class: "
                 "register it there (custom_hooks finds hooks by their registered name)"]
     first, then = 2, 3
+    lr = cfg.optim_wrapper.optimizer.lr / 2  # not the config's: a number typed in is wrong
     with tempfile.TemporaryDirectory() as tmp:
-        runs = hook_runs(cfg, tmp, first, then)
+        runs = hook_runs(cfg, tmp, first, then, **{"optim_wrapper.optimizer.lr": lr})
     problems = []
     for (rows, logged), what in zip(runs, ("a new run", f"a run resumed at iteration {first}"),
                                     strict=True):

@@ -12,7 +12,6 @@ resumes a writable copy of the grader's run.
 """
 
 import copy
-import itertools
 import json
 import numbers
 import os
@@ -83,7 +82,8 @@ def fixtures(folder, voc_root):
     cfg = Config(copy.deepcopy(cfg.to_dict()))
     _shrink(cfg._cfg_dict)
     cfg.crop_size = (48, 48)
-    run_cfg = _plain_config(prepare_config(cfg, amp=False))
+    run_cfg = Config(_plain_config(prepare_config(cfg, amp=False)).to_dict(),
+                     format_python_code=False)  # see _quick
     run_cfg.log_level = "ERROR"  # quiet in the grader's process
     Runner.from_cfg(run_cfg).train()
     shutil.copyfile(folder / "run" / f"iter_{RUN_VAL}.pth", folder / "pretrained.pth")
@@ -92,13 +92,20 @@ def fixtures(folder, voc_root):
     run_cfg.dump(str(folder / "run.py"))
     hook_cfg = hook_run_config(cfg, folder / "hook", HOOK_FIRST,
                                **{"optim_wrapper.optimizer.lr": HOOK_LR})
-    _plain_config(hook_cfg).dump(str(folder / "hook.py"))
+    Config(_plain_config(hook_cfg).to_dict(), format_python_code=False).dump(
+        str(folder / "hook.py"))
 
 
 # ----------------------------------------------------------------------------------------------
 # Inside the sandbox
 
-_RUN_IDS = itertools.count()
+
+def _quick(path):
+    """The config file `path` of the fixtures. Without yapf: mmengine formats the config's text
+    each time a run logs or saves it (every checkpoint), seconds each on a busy CPU."""
+    from mmengine.config import Config
+
+    return Config.fromfile(str(path), format_python_code=False)
 
 
 def _load_checkpoints() -> None:
@@ -112,24 +119,6 @@ def _load_checkpoints() -> None:
         return torch.load(filename, map_location=map_location, weights_only=False)
 
     CheckpointLoader.register_scheme("", load_local, force=True)
-
-
-def _prepare_config(cfg, amp=None):
-    """The notebook's ``helpers.train.prepare_config`` in the sandbox: a copy without a file
-    name, mixed precision on a GPU, and names of its own for mmengine's global objects."""
-    import torch
-    from mmengine.config import Config
-
-    cfg = Config(copy.deepcopy(cfg.to_dict()))
-    if amp is None:
-        amp = torch.cuda.is_available()
-    if amp and cfg.optim_wrapper.get("type", "OptimWrapper") == "OptimWrapper":
-        cfg.optim_wrapper.update(type="AmpOptimWrapper", loss_scale="dynamic")
-    tag = f"{Path(cfg.work_dir).name}_graded{next(_RUN_IDS)}"
-    cfg.experiment_name = tag
-    if cfg.get("visualizer"):
-        cfg.visualizer.name = f"visualizer_{tag}"
-    return cfg
 
 
 def _library(ns, ctx):
@@ -160,20 +149,21 @@ def _hook_runs(ctx) -> list[tuple]:
     """A new run of HOOK_FIRST iterations with the answer's hook, then that run resumed up to
     HOOK_THEN: per run, the hook's file (parsed, or None) and the logged training lines by
     step."""
-    from mmengine.config import Config
     from mmengine.runner import Runner
 
-    base = Config.fromfile(str(Path(ctx.fixtures, "hook.py")))
+    base = _quick(Path(ctx.fixtures, "hook.py"))
     first = Path(ctx.scratch, "run")
     runs = []
     for work_dir, extra in ((first, {}),
                             (Path(ctx.scratch, "resumed"),
                              {"resume": True, "train_cfg.max_iters": HOOK_THEN,
                               "load_from": str(first / f"iter_{HOOK_FIRST}.pth")})):
-        cfg = Config(copy.deepcopy(base.to_dict()))
+        cfg = copy.deepcopy(base)
         cfg.merge_from_dict({"work_dir": str(work_dir), "custom_hooks": [dict(
             type="LossLrLogger")], **extra})
-        cfg = _prepare_config(cfg, amp=False)
+        from course.run_config import run_config
+
+        cfg = run_config(cfg, amp=False)
         runner = Runner.from_cfg(cfg)
         runner.train()
         written = work_dir / "loss_lr.json"
@@ -308,17 +298,18 @@ def _best_iteration(ns, ctx):
 
 def _resume_givens(ns, ctx):
     """A writable copy of the grader's run, its config pointed at it, its last checkpoint."""
-    from mmengine.config import Config
 
     _library(ns, ctx)
     work_dir = Path(ctx.scratch, "run")
     shutil.copytree(Path(ctx.fixtures, "run"), work_dir)
     last = work_dir / f"iter_{RUN_ITERS}.pth"
     (work_dir / "last_checkpoint").write_text(str(last))
-    cfg = Config.fromfile(str(Path(ctx.fixtures, "run.py")))
+    cfg = _quick(Path(ctx.fixtures, "run.py"))
     cfg.work_dir = str(work_dir)
+    from course.run_config import run_config  # helpers.train.prepare_config's plumbing
+
     ns.update(cfg=cfg, last=last, last_iter=RUN_ITERS, EXTRA_ITERS=EXTRA_ITERS,
-              prepare_config=_prepare_config)
+              prepare_config=run_config)
 
 
 def _resume(ns, ctx):
@@ -360,6 +351,7 @@ def _resume(ns, ctx):
 TASKS = {
     "loss_lr_hook": dict(
         test="loss_lr_hook_test", givens=_library, probe=_loss_lr_hook, timeout=180,
+        uses=("run_config",),
         points={"a new run's iterations": 1, "a resumed run's iterations": 1, "losses": 1,
                 "learning rates": 1},
         say={"a new run's iterations": "in a new run, the rows' iter is not the step of "
@@ -379,6 +371,7 @@ TASKS = {
              "a run's scalars.json": "wrong on another run's scalars.json"}),
     "resume": dict(
         test="resume_test", givens=_resume_givens, probe=_resume, timeout=180,
+        uses=("run_config",),
         points={"resumed from the last checkpoint": 1, "trained EXTRA_ITERS more": 1,
                 "saved the resumed run's checkpoint": 1},
         say={"resumed from the last checkpoint": "the run did not resume from `last` (the "
