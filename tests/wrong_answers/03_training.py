@@ -1,7 +1,7 @@
 """Plausible wrong answers for notebook 03: answer cell grade_id → what a student might write.
 
 tests/test_grading.py hands these in (the instructor's solution with each of these cells
-replaced) and expects the test cell after each of them to fail. See source/README.md.
+replaced) and expects each of them to lose points on its own task only. See source/README.md.
 """
 
 WRONG_ANSWERS = {
