@@ -22,6 +22,7 @@ from helpers.checkpoint import init_model
 from helpers.checks import evaluate
 from helpers.checks import onnx as tasks
 from helpers.onnx import ExactAdaptiveAvgPool2d, SegmentorGraph, exact_adaptive_pooling, export_onnx
+from helpers.onnx.graph import halved_model, shifted_model
 
 
 def edges_right(n, bins):
@@ -155,7 +156,7 @@ def test_the_shifted_model_changes_about_half_the_pixels(model):
     x = torch.randn(1, 3, 97, 131, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         a = SegmentorGraph(model).eval()(x)
-        b = SegmentorGraph(tasks.shifted_model(model, x)).eval()(x)
+        b = SegmentorGraph(shifted_model(model, x)).eval()(x)
     assert 0.3 < float((a.argmax(1) == b.argmax(1)).float().mean()) < 0.7
     assert float((a - b).abs().max()) > 0.1
 
@@ -164,7 +165,7 @@ def test_the_halved_model_changes_every_logit(model):
     x = torch.randn(1, 3, 97, 131, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         a = SegmentorGraph(model).eval()(x)
-        b = SegmentorGraph(tasks.halved_model(model)).eval()(x)
+        b = SegmentorGraph(halved_model(model)).eval()(x)
     assert float((a - b).abs().max()) > 1e-2
     with torch.no_grad():  # the model itself is left as it was
         assert torch.equal(SegmentorGraph(model).eval()(x), a)

@@ -14,7 +14,6 @@ model's own data preprocessor and mmseg's resize of the logits.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,6 @@ __all__ = [
     "COURSE_METADATA",
     "conv_graph",
     "deployment_size",
-    "halved_model",
-    "shifted_model",
     "verify_bin_edges",
     "verify_export",
     "verify_ort_vs_pytorch",
@@ -199,36 +196,6 @@ def verify_export(onnx_path: Any, model: Any) -> list[str]:
     return problems
 
 
-def shifted_model(model: Any, x: Any) -> Any:
-    """A copy of ``model`` that disagrees with it on about half the pixels of ``x``: the score
-    of the class it predicts most is lowered (classifier bias) by that class's median margin."""
-    import torch
-
-    from helpers.onnx import SegmentorGraph
-
-    with torch.no_grad():
-        logits = SegmentorGraph(model).eval()(x)
-    top = logits.argmax(1)
-    cls = int(top.flatten().mode().values)
-    best2 = logits.topk(2, dim=1).values
-    margin = float((best2[:, 0] - best2[:, 1])[top == cls].median())
-    other = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        other.decode_head.conv_seg.bias[cls] -= margin
-    return other
-
-
-def halved_model(model: Any) -> Any:
-    """A copy of ``model`` whose classifier's weights are halved: every logit changes, the
-    arg-max of only some pixels."""
-    import torch
-
-    other = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        other.decode_head.conv_seg.weight.mul_(0.5)
-    return other
-
-
 def verify_ort_vs_pytorch(ort_vs_pytorch: Callable, model: Any, onnx_path: Any) -> list[str]:
     """``ort_vs_pytorch(onnx_path, model, x)`` on the graph's own model, on a copy with its
     classifier halved and on a shifted copy, against the logits of an ONNX Runtime session and
@@ -236,16 +203,18 @@ def verify_ort_vs_pytorch(ort_vs_pytorch: Callable, model: Any, onnx_path: Any) 
     import numpy as np
     import torch
 
-    from helpers.onnx import SegmentorGraph
+    from helpers.onnx.graph import SegmentorGraph
+    from helpers.onnx.graph import halved_model as _halved
+    from helpers.onnx.graph import shifted_model as _shifted
 
     x = torch.randn(1, 3, 97, 131, generator=torch.Generator().manual_seed(6))
     session = _session(onnx_path)
     problems = []
     for name, other in (("the model the graph was exported from", model),
                         ("a copy of the model with its classifier's weights halved",
-                         halved_model(model)),
+                         _halved(model)),
                         ("a copy of the model that changes the class of about half the pixels",
-                         shifted_model(model, x))):
+                         _shifted(model, x))):
         got = answered(ort_vs_pytorch(onnx_path, other, x.clone()))
         try:
             diff, agreement = (float(v) for v in got)

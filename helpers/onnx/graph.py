@@ -11,6 +11,7 @@ notebook 05's answers inside its sandbox, where the course's package does not ex
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 
 __all__ = [
+    "shifted_model",
+    "halved_model",
     "ABSOLUTE_MIN_SIDE",
     "ExportError",
     "SegmentorGraph",
@@ -147,3 +150,28 @@ def graph_metadata(graph: SegmentorGraph, min_side: int) -> dict[str, str]:
         "test_resize": json.dumps(resize),
         "min_side": str(min_side),
     }
+
+
+def shifted_model(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` that disagrees with it on about half the pixels of ``x`` (a checking
+    aid: notebook 05 compares a graph with it): the score of the class it predicts most is
+    lowered (classifier bias) by that class's median margin."""
+    with torch.no_grad():
+        logits = SegmentorGraph(model).eval()(x)
+    top = logits.argmax(1)
+    cls = int(top.flatten().mode().values)
+    best2 = logits.topk(2, dim=1).values
+    margin = float((best2[:, 0] - best2[:, 1])[top == cls].median())
+    other = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        other.decode_head.conv_seg.bias[cls] -= margin
+    return other
+
+
+def halved_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose classifier's weights are halved: every logit changes, the
+    arg-max of only some pixels."""
+    other = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        other.decode_head.conv_seg.weight.mul_(0.5)
+    return other

@@ -12,7 +12,6 @@ fixture's graph, Task 3 against the model it was exported from, rebuilt with mms
 ``init_model``.
 """
 
-import copy
 import os
 from pathlib import Path
 
@@ -195,37 +194,19 @@ def _ort_givens(ns, ctx):
     ns.update(SegmentorGraph=SegmentorGraph, ort=ort, torch=torch, np=np)
 
 
-def _shifted_model(model, x):
-    """A copy of ``model`` whose most predicted class on ``x`` loses its median margin there
-    (the classifier's bias): on a similar image it changes the class of many pixels."""
-    import torch
-    from course.graph import SegmentorGraph
-
-    with torch.no_grad():
-        logits = SegmentorGraph(model).eval()(x)
-    top = logits.argmax(1)
-    cls = int(top.flatten().mode().values)
-    best2 = logits.topk(2, dim=1).values
-    margin = float((best2[:, 0] - best2[:, 1])[top == cls].median())
-    other = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        other.decode_head.conv_seg.bias[cls] -= margin
-    return other
-
-
 def _ort_vs_pytorch(ns, ctx):
     import torch
 
     ort_vs_pytorch = ns["ort_vs_pytorch"]
     graph = str(Path(ctx.fixtures, DYNAMIC))
     model = _model(ctx, GRAPH_MODEL)
-    halved = copy.deepcopy(model).eval()
-    with torch.no_grad():  # the graph's model with its classifier's weights halved
-        halved.decode_head.conv_seg.weight.mul_(0.5)
+    from course.graph import halved_model, shifted_model
+
+    halved = halved_model(model)  # the graph's model with its classifier's weights halved
     # lowers the class the model predicts most, by a margin measured on another image: on the
     # images compared it changes the class of many pixels, without exact ties
     other_image = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(7)) * 3 - 1.5
-    shifted = _shifted_model(model, other_image)
+    shifted = shifted_model(model, other_image)
 
     def compare(m, h, w, seed):
         x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 3 - 1.5
