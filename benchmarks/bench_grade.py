@@ -62,7 +62,12 @@ def _run(submitted: Path, base: Path, label: str, jobs: int, sandboxed: bool,
     wall = time.monotonic() - began
     handed = [r for r in results if r.message != "not handed in"]
     phase = grading.LAST_RUN["hand_ins"]
+    per_notebook = {}
+    for r in handed:
+        per_notebook.setdefault(r.notebook, []).append(r.seconds)
     return dict(label=label, jobs=jobs, sandboxed=sandboxed, hand_ins=len(handed), wall_s=wall,
+                sandbox_s_per_notebook={n: sum(v) / len(v)
+                                        for n, v in sorted(per_notebook.items())},
                 truths_s=grading.LAST_RUN["truths"], hand_in_phase_s=phase,
                 per_hour=3600 * len(handed) / phase, seconds_per_hand_in=phase / len(handed),
                 peak_memory_mb=max((r.peak_memory for r in handed), default=0) / 2**20,
@@ -110,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         runs[label] = _run(submitted, base, label, jobs, sandboxed, notebooks)
         print(f"{label}: {runs[label]['per_hour']:.0f} hand-ins/hour, "
               f"{runs[label]['seconds_per_hand_in']:.1f} s each, truths "
-              f"{runs[label]['truths_s']:.0f} s", flush=True)
+              f"{runs[label]['truths_s']:.0f} s; one hand-in's sandbox, per notebook: " + ", ".join(
+                  f"{n} {s:.1f} s" for n, s in runs[label]["sandbox_s_per_notebook"].items()),
+              flush=True)
     result = dict(date=time.strftime("%Y-%m-%d"), machine=machine(), notebooks=notebooks,
                   students=args.students, runs=runs, projection=project(runs))
     (HERE / "results_grade.json").write_text(json.dumps(result, indent=2))
