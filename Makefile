@@ -197,3 +197,27 @@ report: $(STAMP)
 	$(VENV_PATH) $(PY) -m teacher.report "$(FEEDBACK)" "$(OUT)" \
 	  $(if $(GRADES),--grades "$(GRADES)") $(if $(SIMILARITY),--similarity "$(SIMILARITY)") \
 	  $(if $(TOP),--top $(TOP))
+
+# make leaderboard SUBMITTED=DIR OUT=leaderboard.html [HIDDEN=DIR] [SCRATCH=DIR] [THREADS=N]:
+#   the students' own models (SUBMITTED/STUDENT/checkpoint.pth, the best_*.pth of their
+#   notebook-03 run) ranked by mIoU, then aAcc, on a hidden split (HIDDEN/images, HIDDEN/labels;
+#   default build/leaderboard/hidden, made on first use); each model predicts in a sandbox of its
+#   own (the images, never the labels; MEM_LIMIT, PROC_LIMIT, CPU_LIMIT, WALL_LIMIT) and is scored
+#   outside with mmseg's IoUMetric. OUT (HTML) and OUT's .json beside it; a model without a score
+#   gets its reason (LEADERBOARD_MAX_MB, default 1024, caps a checkpoint).
+# make leaderboard-data HIDDEN=DIR [HIDDEN_IMAGES=100]: a hidden demo split, seeded by
+#   LEADERBOARD_SEED or a random seed kept in DIR/seed.txt (mode 600).
+LEADERBOARD_HIDDEN := build/leaderboard/hidden
+.PHONY: leaderboard leaderboard-data
+leaderboard: $(STAMP)
+	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make leaderboard SUBMITTED=DIR" \
+	  "OUT=leaderboard.html [HIDDEN=DIR] [SCRATCH=DIR] [THREADS=N]"; exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.leaderboard rank "$(SUBMITTED)" "$(OUT)" \
+	  $(if $(HIDDEN),--hidden "$(HIDDEN)",--hidden $(LEADERBOARD_HIDDEN) --create-hidden) \
+	  $(if $(SCRATCH),--scratch "$(SCRATCH)") $(if $(THREADS),--threads $(THREADS))
+
+leaderboard-data: $(STAMP)
+	@test -n "$(HIDDEN)" || { echo "usage: make leaderboard-data HIDDEN=DIR [HIDDEN_IMAGES=100]"; \
+	  exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.leaderboard make-hidden "$(HIDDEN)" \
+	  $(if $(HIDDEN_IMAGES),--images $(HIDDEN_IMAGES))
