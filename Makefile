@@ -193,10 +193,10 @@ similarity: $(STAMP)
 
 report: $(STAMP)
 	@test -n "$(FEEDBACK)" -a -n "$(OUT)" || { echo "usage: make report FEEDBACK=DIR OUT=FILE" \
-	  "[GRADES=FILE] [SIMILARITY=FILE] [TOP=10]"; exit 1; }
+	  "[GRADES=FILE] [SIMILARITY=FILE] [LEADERBOARD=FILE.json] [TOP=10]"; exit 1; }
 	$(VENV_PATH) $(PY) -m teacher.report "$(FEEDBACK)" "$(OUT)" \
 	  $(if $(GRADES),--grades "$(GRADES)") $(if $(SIMILARITY),--similarity "$(SIMILARITY)") \
-	  $(if $(TOP),--top $(TOP))
+	  $(if $(LEADERBOARD),--leaderboard "$(LEADERBOARD)") $(if $(TOP),--top $(TOP))
 
 # make leaderboard SUBMITTED=DIR OUT=leaderboard.html [HIDDEN=DIR] [SCRATCH=DIR] [THREADS=N]:
 #   the students' own models (SUBMITTED/STUDENT/checkpoint.pth, the best_*.pth of their

@@ -137,13 +137,14 @@ def _table(head: list[str], rows: list[list], numeric: set[int] = frozenset()) -
 
 
 def build(verdicts_json, grades_csv=None, similarity_pairs=None, *, messages_csv=None,
-          top: int = 10, reasons: int = 5) -> str:
+          top: int = 10, reasons: int = 5, leaderboard=None) -> str:
     """The class report as one HTML page.
 
     `verdicts_json`: the path of ``verdicts.json`` or its list; `grades_csv`: the grades CSV
     (``student,notebook,score,max_score`` and optionally ``late_days``, ``penalty``) or None;
     `similarity_pairs`: :func:`teacher.similarity.pairs`' list, a path to its JSON, or None
-    (the `top` pairs are shown); `messages_csv`: default ``messages.csv`` beside a verdicts path.
+    (the `top` pairs are shown); `messages_csv`: default ``messages.csv`` beside a verdicts path;
+    `leaderboard`: ``make leaderboard``'s OUT.json (or its list), the students' models ranked.
     """
     if isinstance(verdicts_json, (str, Path)):
         if messages_csv is None:
@@ -272,6 +273,18 @@ def build(verdicts_json, grades_csv=None, similarity_pairs=None, *, messages_csv
             [[p["notebook"], p["a"], p["b"], f"{p['score']:.0%}",
               "yes" if p.get("flagged") else "", ", ".join(m["task"] for m in p["matches"])]
              for p in shown], numeric={3}) if shown else "<p>No pairs.</p>")
+    # The students' own models on the hidden split.
+    if isinstance(leaderboard, (str, Path)):
+        leaderboard = json.loads(Path(leaderboard).read_text(encoding="utf-8"))
+    if leaderboard is not None:
+        parts.append("<h2>The students' models on the hidden split</h2><p class='note'>From "
+                     "<code>make leaderboard</code>: mmseg's IoUMetric, outside the sandbox.</p>")
+        parts.append(_table(
+            ["rank", "student", "mIoU", "aAcc", "why not ranked"],
+            [[str(r["rank"]) if r.get("rank") else "", r["student"],
+              "" if r.get("mIoU") is None else f"{r['mIoU']:.2f}",
+              "" if r.get("aAcc") is None else f"{r['aAcc']:.2f}", r.get("reason", "")]
+             for r in leaderboard], numeric={0, 2, 3}) if leaderboard else "<p>None.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -294,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grades", help="the grades CSV (default: the one beside FEEDBACK)")
     parser.add_argument("--similarity", help="make similarity's .json (or its .html)")
     parser.add_argument("--top", type=int, default=10, help="similar pairs shown (default 10)")
+    parser.add_argument("--leaderboard", help="make leaderboard's OUT.json")
     args = parser.parse_args(argv)
     feedback = Path(args.feedback)
     if not (feedback / "verdicts.json").is_file():
@@ -304,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     if grades is None:
         print("make report: no single grades CSV beside the feedback folder; "
               "the report goes on without scores' CSV (set GRADES=FILE)", file=sys.stderr)
-    page = build(feedback / "verdicts.json", grades, args.similarity, top=args.top)
+    page = build(feedback / "verdicts.json", grades, args.similarity, top=args.top,
+                 leaderboard=args.leaderboard)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

@@ -521,3 +521,17 @@ def test_the_report_without_grades_or_pairs(feedback):
     page = report.build(feedback / "verdicts.json", None)
     assert "Late hand-ins" not in page and "Similar hand-ins" not in page
     assert page.count("<figure class='task-hist'>") == 7
+
+
+def test_the_report_ranks_the_students_models(feedback, tmp_path):
+    board = [dict(student="zoe", rank=1, mIoU=41.5, aAcc=88.0, reason=""),
+             dict(student="ann", rank=2, mIoU=12.25, aAcc=70.5, reason=""),
+             dict(student="<eve>", rank=None, mIoU=None, aAcc=None,
+                  reason="not a checkpoint (an HTML page)")]
+    (tmp_path / "board.json").write_text(json.dumps(board))
+    page = report.build(feedback / "verdicts.json", leaderboard=tmp_path / "board.json")
+    assert "<h2>The students' models on the hidden split</h2>" in page
+    rows = re.findall(r"<tr><td class='n'>(\d*)</td><td>([^<]*)</td>", page)
+    assert rows[-3:] == [("1", "zoe"), ("2", "ann"), ("", "&lt;eve&gt;")]
+    assert "<td class='n'>41.50</td><td class='n'>88.00</td>" in page
+    assert "not a checkpoint (an HTML page)" in page
