@@ -106,10 +106,10 @@ def _reach(target):
     module, _, name = target.partition(":")
     routes = [
         lambda: pkgutil.resolve_name(target),
-        lambda: pydoc.locate(f"{module}.{name}"),
+        lambda: pydoc.locate(f"{{module}}.{{name}}"),
         lambda: getattr(builtins.__import__(module, fromlist=[name]), name),
         lambda: getattr(importlib.import_module(module), name),
-        lambda: pickle.loads(f"c{module}\\n{name}\\n.".encode()),
+        lambda: pickle.loads(f"c{{module}}\\n{{name}}\\n.".encode()),
         lambda: getattr(__import__("mmengine").utils.import_modules_from_strings(module), name),
         lambda: (sys.path.insert(0, {root!r}), getattr(importlib.import_module(module), name))[1],
     ]

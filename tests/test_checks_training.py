@@ -12,6 +12,7 @@ import copy
 import json
 import runpy
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -52,6 +53,25 @@ def graded(demo_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fixtures")
     tasks.fixtures(folder, str(demo_root))
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _as_in_the_sandbox(monkeypatch):
+    """The task's declared course module where the harness puts it (``course.run_config``),
+    and mmengine's checkpoint loaders as they were afterwards: the givens register a loader of
+    their own for the sandbox, which must not outlive a test in this process."""
+    import types
+    from collections import OrderedDict
+
+    from mmengine.runner import CheckpointLoader
+
+    import helpers.run_config
+
+    package = types.ModuleType("course")
+    package.run_config = helpers.run_config
+    monkeypatch.setitem(sys.modules, "course", package)
+    monkeypatch.setitem(sys.modules, "course.run_config", helpers.run_config)
+    monkeypatch.setattr(CheckpointLoader, "_schemes", OrderedDict(CheckpointLoader._schemes))
 
 
 def _grade(grade_id: str, answer, graded, tmp_path, **extra) -> dict:
