@@ -229,8 +229,10 @@ def _grade_notebook(student: str, name: str, text: str | None, settings: _Settin
 
 
 def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
-                   scratch: str | None = None, previous: dict | None = None) -> dict:
-    """Grade one student's notebooks (name → JSON text). Never raises for a hand-in's sake.
+                   scratch: str | None = None, previous: dict | None = None,
+                   names: list[str] | None = None) -> dict:
+    """Grade one student's notebooks (name → JSON text; only `names` when given). Never
+    raises for a hand-in's sake.
 
     Returns plain data: ``results`` (one dict per notebook), ``scores`` (notebook → test
     grade_id → points earned) and ``feedback`` (notebook → HTML, base64).
@@ -238,7 +240,8 @@ def _grade_student(student: str, hand_ins: dict[str, str], settings: _Settings,
     base = Path(scratch or tempfile.gettempdir()) / f"voc-grading-{os.getpid()}"
     base.mkdir(parents=True, exist_ok=True)
     results, scores, html = [], {}, {}
-    for name in (n for n in settings.notebooks if n in hand_ins or previous is None):
+    for name in (n for n in names or settings.notebooks
+                 if n in hand_ins or previous is None):
         try:
             row, earned, page = _grade_notebook(student, name, hand_ins.get(name), settings,
                                                 base, (previous or {}).get(name))
@@ -352,14 +355,20 @@ def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,
          previous: dict[str, dict] | None = None) -> list[dict]:
     before = (lambda student: previous.get(student, {})) if previous is not None else \
         (lambda student: None)
+
+    def _names(notebooks: dict[str, str]) -> list[str]:
+        """One job per notebook hand-in (JOBS and Dask workers share a class by hand-ins, not
+        by students); without an earlier run, missing notebooks are jobs too ("not handed in")."""
+        return [n for n in settings.notebooks if n in notebooks or previous is None]
     if scheduler:
         from distributed import Client, as_completed
 
         with Client(scheduler) as client:
             remote = client.scatter(settings, broadcast=True)
             futures = [client.submit(_grade_student, student, notebooks, remote, None,
-                                     before(student), key=f"grade-{student}", pure=False)
-                       for student, notebooks in work.items()]
+                                     before(student), [name], key=f"grade-{student}-{name}",
+                                     pure=False)
+                       for student, notebooks in work.items() for name in _names(notebooks)]
             done = []
             for future in as_completed(futures):
                 done.append(future.result())
@@ -368,8 +377,8 @@ def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,
     done = []
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="job") as pool:
         futures = [pool.submit(_grade_student, student, notebooks, settings, str(scratch),
-                               before(student))
-                   for student, notebooks in work.items()]
+                               before(student), [name])
+                   for student, notebooks in work.items() for name in _names(notebooks)]
         for future in futures:
             done.append(future.result())
             report(done[-1])
