@@ -23,13 +23,15 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 __all__ = ["NotAnswered", "TaskFailed", "Task", "strict", "answered", "evaluate", "check",
-           "register", "TOPICS"]
+           "register", "raised_where", "TOPICS"]
 
 T = TypeVar("T")
 
@@ -92,7 +94,8 @@ def evaluate(answer: Any, verify: Callable[..., Iterable[str]], **context: Any
 
     ``None`` and :class:`NotImplementedError` (nbgrader's default stub) count as not answered; any
     other exception, raised by the student's code while being verified, is one problem naming the
-    exception's type and message.
+    exception's type and message, and the line of the student's cell that raised it
+    (:func:`raised_where`).
     """
     if answer is None:
         return "unanswered", []
@@ -101,8 +104,28 @@ def evaluate(answer: Any, verify: Callable[..., Iterable[str]], **context: Any
     except (NotAnswered, NotImplementedError):
         return "unanswered", []
     except Exception as exc:  # the student's code raised: report it, never crash the lesson
-        return "wrong", [f"your code raised {type(exc).__name__}: {exc}"]
+        return "wrong", [f"your code raised {type(exc).__name__}: {exc}{raised_where(exc)}"]
     return ("wrong", problems) if problems else ("correct", [])
+
+
+#: The file names IPython gives a notebook cell's code: ``/tmp/ipykernel_<pid>/<hash>.py``
+#: (ipykernel, JupyterLab and Colab) or ``<ipython-input-<n>-<hash>>`` (plain IPython).
+_CELL_FILE = re.compile(r"(^<ipython-input-\d+-[0-9a-f]+>$)|(ipykernel_\d+[/\\][^/\\]+\.py$)")
+
+
+def raised_where(exc: BaseException) -> str:
+    """`` (line N of your cell: `source line`)`` for the deepest frame of `exc`'s traceback
+    whose code a notebook cell defined, the student's answer; "" when no cell's code is in it.
+
+    IPython compiles each cell as its own file and keeps its source in :mod:`linecache`, so
+    the line number counts from the top of that cell.
+    """
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if _CELL_FILE.search(frame.filename):
+            line = (frame.line or "").strip()
+            found = f" (line {frame.lineno} of your cell" + (f": `{line}`)" if line else ")")
+    return found
 
 
 def check(task_id: str, answer: Any, **context: Any) -> Any:
