@@ -191,6 +191,17 @@ similarity: $(STAMP)
 	$(VENV_PATH) $(PY) -m teacher.similarity "$(SUBMITTED)" "$(OUT)" \
 	  $(if $(RELEASE),--release "$(RELEASE)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
+# make manual SUBMITTED=DIR [MANUAL=build/manual] [GRADES=FILE]: the written answers of the
+#   hand-ins into nbgrader's formgrader (then: cd build/manual && jupyter lab, Formgrader), and
+#   with GRADES their scores merged into make grade's CSV (make grade merges them too).
+.PHONY: manual
+manual: $(STAMP)
+	@test -n "$(SUBMITTED)$(GRADES)" || { echo "usage: make manual SUBMITTED=DIR" \
+	  "[GRADES=FILE] [MANUAL=build/manual] [COURSE_TOML=course.toml]"; exit 1; }
+	$(VENV_PATH) $(PY) -m teacher.manual $(if $(SUBMITTED),"$(SUBMITTED)") \
+	  $(if $(MANUAL),--course "$(MANUAL)") $(if $(GRADES),--grades "$(GRADES)") \
+	  --course-toml "$(COURSE_TOML)"
+
 report: $(STAMP)
 	@test -n "$(FEEDBACK)" -a -n "$(OUT)" || { echo "usage: make report FEEDBACK=DIR OUT=FILE" \
 	  "[GRADES=FILE] [SIMILARITY=FILE] [LEADERBOARD=FILE.json] [TOP=10]"; exit 1; }

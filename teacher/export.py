@@ -18,6 +18,10 @@ one row per student, one column per notebook, and the total.
   the course total).
 - ``plain``: ``student``, one column per notebook, ``total``.
 
+The written answers a teacher grades in formgrader (:mod:`teacher.manual`) are in ``score`` and
+``max_score`` once merged (``make grade`` merges them, ``make manual GRADES=...`` again after
+grading); an answer still waiting for its grade counts 0, and the export says how many wait.
+
 The roster (``--roster students.csv``) maps the course's student ids (the folders of
 ``make grade``) to the LMS's: a header with ``student`` and any of ``name``, ``canvas_id``,
 ``sis_user_id``, ``sis_login_id``, ``section``, ``email``, ``id_number``, ``username``.
@@ -113,6 +117,11 @@ def export(grades: str | Path, fmt: str, out: str | Path, *, roster: str | Path 
     people = read_roster(roster)
     lms_ids = _collected_ids(collected)
     warnings = []
+    with open(grades, newline="") as f:  # written answers not graded yet (teacher.manual)
+        waiting = sum(int(r.get("manual_pending") or 0) for r in csv.DictReader(f))
+    if waiting:
+        warnings.append(f"{waiting} written answers are not graded yet and count 0: grade them "
+                        "in formgrader, then make manual GRADES=... (see source/README.md)")
     students = sorted(scores)
     unlisted = [s for s in students if people and s not in people]
     if unlisted:

@@ -58,7 +58,7 @@ from pathlib import Path
 from helpers.demo_data import ensure_dataset
 from helpers.env import repo_root
 from teacher import feedback as feedback_page
-from teacher import late, sandbox, tasks
+from teacher import late, manual, sandbox, tasks
 from teacher.assignments import ASSIGNMENT, NBGRADER, nbgrader_env
 from teacher.verdicts import Verdict, blank, check_truths, verdicts
 
@@ -153,6 +153,43 @@ def _record_scores(db: Path, graded: list[dict]) -> None:
         gb.db.commit()
 
 
+_LOCAL = threading.local()
+_SERVERS: list = []
+_SERVERS_LOCK = threading.Lock()
+
+
+def _server(settings: _Settings, base: Path):
+    """This thread's grading server (:func:`teacher.tasks.server`) for `settings`: started at
+    the thread's first hand-in, it grades every later one, so the sandbox starts and the
+    libraries are imported once per JOBS slot or Dask worker thread, not once per hand-in."""
+    graded = sorted(settings.fixtures)
+    key = (tuple(graded), settings.voc_root, tuple(sorted(settings.fixtures.items())),
+           settings.use_sandbox, settings.threads)
+    current = getattr(_LOCAL, "server", None)
+    if current is not None and current[0] == key:
+        return current[1]
+    if current is not None:
+        current[1].close()
+    session = tasks.server(graded, folder=base / f"server-{threading.get_ident()}",
+                           voc_root=settings.voc_root,
+                           fixtures=[settings.fixtures[n] for n in graded],
+                           use_sandbox=settings.use_sandbox, limits=sandbox.Limits.from_env(),
+                           threads=settings.threads)
+    _LOCAL.server = (key, session)
+    with _SERVERS_LOCK:
+        _SERVERS.append(session)
+    return session
+
+
+def close_servers() -> None:
+    """Stop every grading server this process started (a Dask worker's end on its own: a
+    server left idle for teacher/kit/harness.py's IDLE_SECONDS ends itself)."""
+    with _SERVERS_LOCK:
+        for session in _SERVERS:
+            session.close()
+        _SERVERS.clear()
+
+
 def _worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
@@ -205,7 +242,8 @@ def _grade_notebook(student: str, name: str, text: str | None, settings: _Settin
     results, limit, peak = tasks.run(
         name, answers, folder=base / f"{student}-{name}", voc_root=settings.voc_root,
         fixtures=settings.fixtures[name], use_sandbox=settings.use_sandbox, limits=limits,
-        threads=settings.threads, timeout_cap=settings.task_timeout, only=run) if run else \
+        threads=settings.threads, timeout_cap=settings.task_timeout, only=run,
+        session=_server(settings, base)) if run else \
         ({}, "", 0)
     took = time.monotonic() - began
     decided = verdicts(results, settings.truths[name], mod, answers, only=only)
@@ -269,7 +307,7 @@ def _truths(name: str, settings: _Settings, scratch: Path, folder: Path) -> dict
         name, tasks.solutions(source), folder=scratch / f"truth-{name}",
         voc_root=settings.voc_root, fixtures=settings.fixtures[name],
         use_sandbox=settings.use_sandbox, threads=settings.threads,
-        timeout_cap=settings.task_timeout)
+        timeout_cap=settings.task_timeout, session=_server(settings, scratch))
     if limit:
         raise RuntimeError(f"the solutions of {name} hit a sandbox limit: {limit}")
     check_truths(results, mod)
@@ -482,6 +520,7 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
         settings.truths = dict(zip(chosen, pool.map(
             lambda n: _cached_truths(n, settings, scratch, source, course / "truths"), chosen),
             strict=True))
+    close_servers()  # the truths' threads are done
     LAST_RUN.clear()
     LAST_RUN.update(jobs=jobs, truths=time.monotonic() - began)
 
@@ -508,7 +547,10 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
             previous.setdefault(r.student, {})[r.notebook] = r.tasks
         settings.notebooks = chosen
     began = time.monotonic()
-    done = _map(settings, work, jobs, scheduler, scratch, report, previous)
+    try:
+        done = _map(settings, work, jobs, scheduler, scratch, report, previous)
+    finally:
+        close_servers()
     LAST_RUN.update(hand_ins=time.monotonic() - began)
     fresh = {(r.student, r.notebook) for r in results}
     results += [r for r in earlier if (r.student, r.notebook) not in fresh]
@@ -518,12 +560,13 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     out.parent.mkdir(parents=True, exist_ok=True)
     rules = Path(course_toml or root / "course.toml")  # deadlines and the late rule
     collected = Path(submitted) / "collected.json"  # hand-in times, when make collect ran
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, late.COLUMNS)
+    config = late.load(rules, names) if rules.is_file() else late.Config()
+    table = late.rows(results, collected if collected.is_file() else None, config,
+                      submitted=submitted)
+    with out.open("w", newline="") as f:  # with the written answers' scores (make manual)
+        writer = csv.DictWriter(f, late.COLUMNS + manual.COLUMNS)
         writer.writeheader()
-        writer.writerows(late.rows(results, collected if collected.is_file() else None,
-                                   late.load(rules, names) if rules.is_file() else late.Config(),
-                                   submitted=submitted))
+        writer.writerows(manual.merged(table, config, source=source))
     feedback.mkdir(parents=True, exist_ok=True)
     with (feedback / "messages.csv").open("w", newline="") as f:
         csv.writer(f).writerows([["student", "notebook", "message"]] + [

@@ -209,14 +209,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<24} {when.isoformat()}")
         return 0
     with open(args.grades, newline="") as f:
-        results = [SimpleNamespace(student=r["student"], notebook=r["notebook"],
-                                   score=float(r["score"]), max_score=float(r["max_score"]))
-                   for r in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        given = list(reader)
+        extra = [c for c in reader.fieldnames or [] if c not in COLUMNS]  # kept as they are
+    results = [SimpleNamespace(student=r["student"], notebook=r["notebook"],
+                               score=float(r["score"]), max_score=float(r["max_score"]))
+               for r in given]
     collected = Path(args.submitted) / "collected.json" if args.submitted else None
     table = rows(results, collected, config, submitted=args.submitted)
+    for row, old in zip(table, given, strict=True):
+        row.update({c: old[c] for c in extra})
     out = Path(args.out or args.grades)
     with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
+        writer = csv.DictWriter(f, COLUMNS + extra)
         writer.writeheader()
         writer.writerows(table)
     late = [r for r in table if float(r["late_days"]) > 0]

@@ -191,7 +191,8 @@ def test_release_holds_no_solution_and_the_source_holds_tasks(name):
     specs = tasks.module(name).TASKS
     for cell in source.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade"):  # a visible check only: the hidden probes live in teacher/tasks/
+        if meta.get("grade") and cell.cell_type == "code":  # a visible check only: the hidden
+            # probes live in teacher/tasks/ (a graded markdown cell is a written answer)
             assert meta["locked"] and "check(" in cell.source, (name, meta["grade_id"])
             assert "### BEGIN HIDDEN TESTS" not in cell.source, (name, meta["grade_id"])
             assert meta["grade_id"] in {s["test"] for s in specs.values()}, (name, meta["grade_id"])
