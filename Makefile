@@ -32,8 +32,9 @@ test: $(STAMP) check-outputs lint
 	$(VENV_PATH) $(PY) -m teacher.release --out build/student
 	cd build/student && git init -q && git add -A \
 	  && git -c user.name=release -c user.email=release@localhost commit -qm "student release"
-	cd build/student && PYTHONPATH=$(CURDIR)/build/student \
-	  $(CURDIR)/$(PY) -m pytest notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	cd build/student && PYTHONPATH=$(CURDIR)/build/student:$(CURDIR)/tests/plugins \
+	  $(CURDIR)/$(PY) -m pytest notebooks --nbval-lax --nbval-current-env -p no:cacheprovider \
+	  -p nbval_stderr
 	cd build/student && test -z "$$(git status --porcelain)" \
 	  || { git status --short; echo "Running the notebooks changed files of the student's clone"; exit 1; }
 	$(SMOKE_ENV) WORK_DIR=$(CURDIR)/build/smoke/work_dirs/source COURSE_CHECKS=strict \
@@ -92,6 +93,31 @@ regrade: $(STAMP)
 .PHONY: readme-figures
 readme-figures: $(STAMP)
 	$(PY) -m helpers.plotting --readme-figures
+
+# make lab-check [SMOKE=1] [CHROMIUM=PATH] [ONLY="00 01"]: the student's JupyterLab, tested
+# (README, "Release check"). The student repository is written to build/lab-check/student; one
+# JupyterLab serves it and headless Chromium (Debian's `chromium`, installed here when missing,
+# driven by Playwright from requirements-lab.txt: nothing downloads a browser) runs All Cells of
+# each notebook, as a student clicks it. It first proves on two tiny notebooks that it can fail,
+# then fails on any error or stderr output, widget error, page error or cell left unrun.
+# Report, executed notebooks and screenshots: build/lab-check/.
+CHROMIUM ?= $(shell command -v chromium 2>/dev/null)
+.PHONY: lab-check
+lab-check: $(VENV)/.lab-installed
+	@test -n "$(CHROMIUM)" || command -v chromium >/dev/null || { \
+	  echo "lab-check: installing Debian's chromium (apt-get install chromium)"; \
+	  { test "$$(id -u)" = 0 && apt-get install -y -q chromium \
+	    || { apt-get update -q && apt-get install -y -q chromium; }; } >/dev/null 2>&1 \
+	  || { echo "lab-check needs Chromium and could not install it: run" \
+	    "'sudo apt-get install chromium' (Debian/Ubuntu), or give make lab-check" \
+	    "CHROMIUM=/path/to/chromium"; exit 1; }; }
+	$(VENV_PATH) $(PY) -m teacher.release --out build/lab-check/student
+	$(VENV_PATH) $(PY) tests/lab_check.py --self-test --student build/lab-check/student \
+	  --work build/lab-check $(if $(CHROMIUM),--chromium "$(CHROMIUM)") $(if $(ONLY),--only $(ONLY))
+
+$(VENV)/.lab-installed: requirements-lab.txt $(STAMP)
+	$(PIP) install --quiet -r requirements-lab.txt
+	touch $@
 
 lint: $(STAMP)
 	$(PY) -m ruff check helpers teacher tests notebooks benchmarks source
