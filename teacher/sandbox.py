@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -485,6 +485,91 @@ class _Output:
         return f"[... {self.dropped} bytes of output cut ...]\n{text}" if self.dropped else text
 
 
+class _Sandbox:
+    """One started sandbox under the watchdog: bwrap's process, its PID 1 (through a pidfd) and
+    the limit it hit. :func:`run` and :class:`Session` both start theirs with it."""
+
+    def __init__(self, argv: Sequence[str], *, read_only, writable, env, cwd, limits: Limits,
+                 mapped=None, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT) -> None:
+        self.limits = limits
+        self.limit_hit: str | None = None
+        self.peak = 0
+        self.pidfd: int | None = None
+        info_r, info_w = os.pipe()
+        block_r, self._block_w = os.pipe()
+        try:
+            args = _command(bwrap_path(), argv, read_only=read_only, writable=writable,
+                            env=env or {}, cwd=cwd, limits=limits, mapped=mapped,
+                            fds=["--info-fd", str(info_w), "--block-fd", str(block_r)])
+            self.start = time.monotonic()
+            self.proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE,
+                                         stderr=stderr, pass_fds=(info_w, block_r))
+        except BaseException:
+            for fd in (info_r, info_w, block_r, self._block_w):
+                os.close(fd)
+            raise
+        os.close(info_w)
+        os.close(block_r)
+        try:
+            self.init_pid = _read_info(info_r, self.start + 30).get("child-pid")
+        finally:
+            os.close(info_r)
+        self.root: str | None = None
+        if not self.init_pid:  # bwrap refused (a bad path, no namespaces): keep its exit status
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            return
+        # PID 1 of the sandbox waits on the block fd: give it the limits every process it
+        # starts inherits, then let it run the command.
+        self.pidfd = os.pidfd_open(self.init_pid)
+        # RLIMIT_CPU a second above the watchdog's own check, so that the watchdog usually
+        # stops the sandbox first, whichever process hits it, with a clear verdict.
+        cpu = math.ceil(limits.cpu_seconds) + 1
+        resource.prlimit(self.init_pid, resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.prlimit(self.init_pid, resource.RLIMIT_CORE, (0, 0))
+        os.write(self._block_w, b"go")
+
+    def check(self) -> str | None:
+        """The limit (memory, processes, cpu) the sandbox is past now, else None; keeps the
+        peak memory seen."""
+        self.root = self.root or _sandbox_root(self.init_pid)
+        usage = _usage(f"{self.root}/proc") if self.root else _Usage()
+        tmpfs = _tmpfs_used(self.root) if self.root else 0
+        self.peak = max(self.peak, usage.rss + tmpfs)
+        if (usage.rss + tmpfs > self.limits.memory
+                and _pss(f"{self.root}/proc", usage.pids) + tmpfs > self.limits.memory):
+            return "memory"
+        if usage.tasks > self.limits.processes:
+            return "processes"
+        if usage.cpu_max >= self.limits.cpu_seconds:
+            return "cpu"
+        return None
+
+    def stop(self, limit_hit: str | None = None) -> None:
+        """Kill the whole sandbox (idempotent); `limit_hit` is the reason, if a limit."""
+        if limit_hit and self.limit_hit is None and self.proc.poll() is None:
+            self.limit_hit = limit_hit
+        if self.proc.poll() is None:
+            # Killing PID 1 of a PID namespace kills all of it; bwrap outside then exits.
+            if self.pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.kill()
+        self.proc.wait()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        if self._block_w is not None:
+            os.close(self._block_w)
+            self._block_w = None
+        if self.limit_hit is None and self.proc.returncode == 128 + signal.SIGXCPU:
+            self.limit_hit = "cpu"
+
+
 def run(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = (),
         writable: Iterable[str | os.PathLike[str]] = (), env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None, limits: Limits | None = None,
@@ -499,81 +584,167 @@ def run(argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = ()
     limits = Limits.from_env() if limits is None else limits
     if timeout is not None:
         limits = replace(limits, wall_seconds=timeout)
-    info_r, info_w = os.pipe()
-    block_r, block_w = os.pipe()
+    box = _Sandbox(argv, read_only=read_only, writable=writable, env=env, cwd=cwd,
+                   limits=limits, mapped=mapped)
+    output = _Output(box.proc.stdout)
     try:
-        args = _command(bwrap_path(), argv, read_only=read_only, writable=writable, env=env or {},
-                        cwd=cwd, limits=limits, mapped=mapped,
-                        fds=["--info-fd", str(info_w), "--block-fd", str(block_r)])
-        start = time.monotonic()
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, pass_fds=(info_w, block_r))
-    except BaseException:
-        for fd in (info_r, info_w, block_r, block_w):
-            os.close(fd)
-        raise
-    os.close(info_w)
-    os.close(block_r)
-    output = _Output(proc.stdout)
-    pidfd = None
-    limit_hit = None
-    peak = 0
-    try:
-        info = _read_info(info_r, start + 30)
-        init_pid = info.get("child-pid")
-        if not init_pid:  # bwrap refused (a bad path, no namespaces): keep its exit status
+        deadline = box.start + limits.wall_seconds
+        while box.init_pid and box.proc.poll() is None:
+            hit = box.check() or ("wall" if time.monotonic() >= deadline else None)
+            if hit:
+                box.stop(hit)
+                break
             try:
-                proc.wait(timeout=10)
+                box.proc.wait(timeout=min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:
                 pass
-        else:
-            # PID 1 of the sandbox waits on the block fd: give it the limits every process
-            # it starts inherits, then let it run the command.
-            pidfd = os.pidfd_open(init_pid)
-            # RLIMIT_CPU a second above the watchdog's own check, so that the watchdog usually
-            # stops the sandbox first, whichever process hits it, with a clear verdict.
-            cpu = math.ceil(limits.cpu_seconds) + 1
-            resource.prlimit(init_pid, resource.RLIMIT_CPU, (cpu, cpu + 1))
-            resource.prlimit(init_pid, resource.RLIMIT_CORE, (0, 0))
-            os.write(block_w, b"go")
-            root = None
-            deadline = start + limits.wall_seconds
-            while proc.poll() is None:
-                root = root or _sandbox_root(init_pid)
-                usage = _usage(f"{root}/proc") if root else _Usage()
-                tmpfs = _tmpfs_used(root) if root else 0
-                peak = max(peak, usage.rss + tmpfs)
-                if (usage.rss + tmpfs > limits.memory
-                        and _pss(f"{root}/proc", usage.pids) + tmpfs > limits.memory):
-                    limit_hit = "memory"
-                elif usage.tasks > limits.processes:
-                    limit_hit = "processes"
-                elif usage.cpu_max >= limits.cpu_seconds:
-                    limit_hit = "cpu"
-                elif time.monotonic() >= deadline:
-                    limit_hit = "wall"
-                if limit_hit:
-                    break
-                try:
-                    proc.wait(timeout=min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-                except subprocess.TimeoutExpired:
-                    pass
     finally:
-        if proc.poll() is None:
-            # Killing PID 1 of a PID namespace kills all of it; bwrap outside then exits.
-            if pidfd is not None:
-                try:
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        box.stop()
+    return SandboxResult(returncode=box.proc.returncode, output=output.text(),
+                         limit_hit=box.limit_hit, limits=limits,
+                         seconds=time.monotonic() - box.start, peak_rss=box.peak)
+
+
+class Session:
+    """A long-lived sandboxed process that answers requests: one line of JSON in on its stdin,
+    lines of JSON out on its stdout until one says ``{"done": true}`` (the grader's harness in
+    its serving mode). The watchdog of :func:`run` watches it all along (memory, processes,
+    CPU); each request has its own deadline. A limit or a deadline stops the whole sandbox: the
+    request gets the reason, and the next request starts a fresh one.
+
+    Starting the sandbox and importing the libraries is what costs (several seconds); a session
+    pays it once for many requests.
+    """
+
+    def __init__(self, argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = (),
+                 writable: Iterable[str | os.PathLike[str]] = (),
+                 env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike[str] | None = None, limits: Limits | None = None,
+                 prepare: Callable[[], None] | None = None, sandboxed: bool = True) -> None:
+        self._spec = dict(read_only=list(read_only), writable=list(writable), env=dict(env or {}),
+                          cwd=cwd)
+        self.argv = list(argv)
+        self.limits = Limits.from_env() if limits is None else limits
+        self.prepare = prepare
+        self.sandboxed = sandboxed
+        self._box: _Sandbox | subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+        self.starts = 0
+
+    # -- the process -------------------------------------------------------------------------
+    def _alive(self) -> bool:
+        proc = self._box.proc if isinstance(self._box, _Sandbox) else self._box
+        return proc is not None and proc.poll() is None
+
+    def _start(self) -> None:
+        if self.prepare:
+            self.prepare()
+        self.starts += 1
+        if not self.sandboxed:
+            self._box = subprocess.Popen(
+                self.argv, cwd=self._spec["cwd"], env=dict(os.environ, **self._spec["env"]),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            return
+        box = _Sandbox(self.argv, limits=self.limits, stdin=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, **self._spec)
+        self._box = box
+        if not box.init_pid:
+            box.stop()
+            raise RuntimeError(f"the sandbox did not start (bwrap exited {box.proc.returncode})")
+        self._watch = threading.Thread(target=self._watchdog, args=(box,), daemon=True)
+        self._watch.start()
+
+    def _watchdog(self, box: _Sandbox) -> None:
+        while box.proc.poll() is None:
+            hit = box.check()
+            if hit:
+                box.stop(hit)
+                return
+            time.sleep(POLL_SECONDS)
+
+    def close(self) -> None:
+        """Stop the sandbox (a later request starts a fresh one)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        box, self._box = self._box, None
+        if box is None:
+            return
+        proc = box.proc if isinstance(box, _Sandbox) else box
+        if isinstance(box, _Sandbox):
+            box.stop()
+            if self._watch:
+                self._watch.join(timeout=5)
+        else:
             proc.kill()
-        proc.wait()
-        if pidfd is not None:
-            os.close(pidfd)
-        for fd in (info_r, block_w):
-            os.close(fd)
-    returncode = proc.returncode
-    if limit_hit is None and returncode == 128 + signal.SIGXCPU:
-        limit_hit = "cpu"
-    return SandboxResult(returncode=returncode, output=output.text(), limit_hit=limit_hit,
-                         limits=limits, seconds=time.monotonic() - start, peak_rss=peak)
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    # -- one request -------------------------------------------------------------------------
+    def request(self, message: dict, timeout: float, on_line: Callable[[dict], None],
+                max_bytes: int) -> tuple[str, int]:
+        """Send `message`; call `on_line` with every JSON object the process answers until
+        ``{"done": true}``. Returns (why it stopped early: a limit's one line or "", the peak
+        memory seen during the request). At most `max_bytes` are read back; past them, or past
+        `timeout` seconds, the sandbox is stopped."""
+        with self._lock:
+            if self._box is None or not self._alive():
+                self._close()
+                self._start()
+            box = self._box
+            proc = box.proc if isinstance(box, _Sandbox) else box
+            if isinstance(box, _Sandbox):
+                box.peak = 0
+            try:
+                proc.stdin.write(json.dumps(message).encode() + b"\n")
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+            reason = self._answers(proc, time.monotonic() + timeout, on_line, max_bytes)
+            hit = box.limit_hit if isinstance(box, _Sandbox) else None
+            peak = box.peak if isinstance(box, _Sandbox) else 0
+            if reason or hit:
+                self._close()
+            reason = hit or reason  # the watchdog's limit is why the process ended
+            if reason in ("memory", "processes", "cpu", "wall"):
+                reason = replace(self.limits, wall_seconds=timeout).message(reason)
+            return reason, peak
+
+    @staticmethod
+    def _answers(proc, deadline: float, on_line, max_bytes: int) -> str:
+        fd = proc.stdout.fileno()
+        buffer, size = b"", 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "wall"
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if not ready:
+                if proc.poll() is not None:
+                    return "stopped: the grading process ended early (killed, or out of memory)"
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                proc.wait()
+                return "stopped: the grading process ended early (killed, or out of memory)"
+            size += len(chunk)
+            if size > max_bytes:
+                return f"stopped: sent back more than {max_bytes >> 20} MB of results"
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    answer = json.loads(line)
+                except (ValueError, RecursionError):
+                    return "stopped: the grading process sent back something that is not JSON"
+                if not isinstance(answer, dict):
+                    return "stopped: the grading process sent back something that is not JSON"
+                if answer.get("done") is True:
+                    return ""
+                on_line(answer)

@@ -144,3 +144,119 @@ def test_results_are_capped_and_must_be_plain_data(toy, tmp_path):
     assert results["double"]["error"].startswith("returned more than 1 MB")
     assert results["world"]["cases"]["answer"]["error"].startswith(
         "its result could not be used (TypeError")
+
+
+LEAVE_BEHIND = '''
+import os, time
+os.makedirs("/tmp/locked/inner", exist_ok=True)
+os.chmod("/tmp/locked", 0)
+open("/tmp/planted", "w").write("x")
+open("/dev/shm/planted", "w").write("x")
+secret = "my answer"  # SECRET-OF-ALICE: the next hand-in must not find this line
+if os.fork() == 0:          # a daemon: its own session, outside the task's process group
+    os.setsid()
+    if os.fork() == 0:
+        while True:
+            open("/tmp/daemon-alive", "w").write(secret)
+            time.sleep(0.05)
+    os._exit(0)
+time.sleep(0.3)
+found = os.path.exists("/tmp/daemon-alive")
+'''
+
+LOOK_AROUND = '''
+# SECRET-OF-BOB: this hand-in's own answer, which its memory holds
+import os
+def _mine(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return b""
+def _opens(path, mode):
+    try:
+        open(path, mode).close()
+        return "opened"
+    except OSError as exc:
+        return type(exc).__name__
+def _in_memory(name):
+    """Whether memory holds the marker SECRET-OF- followed by `name` (given as character codes,
+    so that this answer's own text never holds it)."""
+    prefix = "SECRET" + "-OF-"
+    prefix, found = prefix.encode(), False
+    maps = open("/proc/self/maps").read().splitlines()
+    with open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if "rw" not in line.split()[1] or hi - lo > 1 << 28:
+                continue
+            try:
+                mem.seek(lo)
+                block = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            at = block.find(prefix)
+            while at >= 0:
+                if list(block[at + len(prefix):at + len(prefix) + len(name)]) == name:
+                    return True
+                at = block.find(prefix, at + 1)
+    return found
+me, parent = os.getpid(), os.getppid()
+server = int(open(f"/proc/{parent}/stat").read().rsplit(")", 1)[1].split()[1])
+others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me, parent, server)]
+found = {
+    "left in /tmp": sorted(set(os.listdir("/tmp")) & {"planted", "locked", "daemon-alive"}),
+    "left in /dev/shm": sorted(os.listdir("/dev/shm")),
+    "other processes": len(others),
+    "its own answer in memory": _in_memory([66, 79, 66]),
+    "earlier answer in memory": _in_memory([65, 76, 73, 67, 69]),
+    "hand-in process memory": _opens(f"/proc/{parent}/mem", "rb"),
+    "server's stdout": _opens(f"/proc/{server}/fd/1", "wb"),
+}
+'''
+
+
+def test_one_server_grades_hand_in_after_hand_in_each_from_a_clean_slate(toy, tmp_path):
+    """A server's sandbox starts once for many hand-ins; what one hand-in leaves (a daemon,
+    files in /tmp and /dev/shm, a locked folder, its answers in memory) is gone for the next,
+    and no answer can reach the processes that read the jobs and send the results."""
+    mod, _, fixtures = toy
+    session = tasks.server([mod], folder=tmp_path / "server", voc_root=str(fixtures),
+                           fixtures=[str(fixtures)])
+    try:
+        first, limit, _ = tasks.run(mod, {"world": LEAVE_BEHIND}, folder=None,
+                                    voc_root=str(fixtures), fixtures=str(fixtures),
+                                    session=session)
+        assert limit == "" and first["world"]["cases"]["answer"] == {"payload": True}
+        second, limit, _ = tasks.run(mod, {"world": LOOK_AROUND}, folder=None,
+                                     voc_root=str(fixtures), fixtures=str(fixtures),
+                                     session=session)
+        assert limit == ""
+        assert second["world"]["cases"]["answer"] == {"payload": {
+            "left in /tmp": [], "left in /dev/shm": [], "other processes": 0,
+            "its own answer in memory": True, "earlier answer in memory": False,
+            "hand-in process memory": "PermissionError", "server's stdout": "PermissionError"}}
+        assert session.starts == 1
+    finally:
+        session.close()
+
+
+def test_a_hand_in_that_kills_its_server_fails_alone(toy, tmp_path):
+    mod, _, fixtures = toy
+    session = tasks.server([mod], folder=tmp_path / "server", voc_root=str(fixtures),
+                           fixtures=[str(fixtures)])
+    killer = ("import os, signal\nppid = os.getppid()\n"
+              "server = int(open(f'/proc/{ppid}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+              "os.kill(server, signal.SIGKILL)\nos.kill(ppid, signal.SIGKILL)")
+    good = {"double": "def double(x):\n    return 2 * x"}
+    try:
+        results, limit, _ = tasks.run(mod, dict(good, world=killer), folder=None,
+                                      voc_root=str(fixtures), fixtures=str(fixtures),
+                                      session=session)
+        assert "world" not in results and "pooled" not in results
+        assert limit.startswith("stopped: the grading process ended early")
+        results, limit, _ = tasks.run(mod, good, folder=None, voc_root=str(fixtures),
+                                      fixtures=str(fixtures), session=session)
+        assert limit == "" and results["double"]["cases"]["small"] == {"payload": [2, 4]}
+        assert session.starts == 2
+    finally:
+        session.close()

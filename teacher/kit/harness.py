@@ -1,12 +1,16 @@
-"""The grader's harness, run inside the sandbox: ``python -I harness.py JOB OUT``.
+"""The grader's harness, run inside the sandbox: ``python -I harness.py KIT [--sandboxed]``.
 
-It grades one notebook hand-in, one task at a time, the way PrairieLearn's Python grader does:
-setup code, then the student's code, then test code, each in its place.
+It grades notebook hand-ins, one task at a time, the way PrairieLearn's Python grader does:
+setup code, then the student's code, then test code, each in its place. It is a server: the
+sandbox starts and the libraries are imported once, then it grades one hand-in after another.
 
-1. It reads the job (JSON, written by the grader into a scratch folder), compiles the task
-   module it names (``teacher/tasks/nNN_*.py``: the tasks' givens and hidden probes), imports
-   the libraries once, then deletes the job and this folder: nothing of them stays on disk.
-2. For every task it forks a child with a fresh namespace. In the child:
+1. It reads ``KIT/init.json`` (written by the grader: the task modules ``teacher/tasks/nNN_*.py``
+   with the tasks' givens and hidden probes, and the scratch folder), compiles the modules,
+   imports their libraries, then deletes the kit: nothing of it stays on disk. It makes itself
+   undumpable: no process of the sandbox may ptrace it or open its /proc files.
+2. For each hand-in it forks the hand-in's own process *before* the job is read, so that no
+   other hand-in's answers are ever in its memory. That process reads one job (a line of JSON
+   on stdin) and, for every task, forks a child with a fresh namespace. In the child:
 
    - stdin, stdout and stderr are /dev/null: what the student's code prints goes nowhere;
    - the task's **givens** are built (``givens(ns, ctx)``: the names the task text says the
@@ -18,9 +22,12 @@ setup code, then the student's code, then test code, each in its place.
    - the **probe** (``probe(ns, ctx)``) returns the task's cases, ``{kind: call}``; each call's
      result becomes plain data (:mod:`data`), or the one-line reason it has none.
 
-3. The parent waits for each child at most the task's ``timeout`` and writes all results so far
-   to OUT as JSON after every task. The grader reads OUT (capped), compares it with the truths in
-   its own process and never runs anything the sandbox wrote.
+3. The hand-in's process waits for each child at most the task's ``timeout`` and sends each
+   task's results to the grader as a line of JSON on stdout. When it ends, the server kills
+   every other process of the sandbox (with ``--sandboxed``: what the answers left running),
+   empties the scratch folder, /tmp and /dev/shm, and says ``{"done": true}``. The grader reads
+   the lines (capped), compares them with the truths in its own process and never runs
+   anything the sandbox wrote.
 
 Nothing here imports the course's package: it is not in the sandbox.
 """
@@ -47,6 +54,9 @@ _PENDING: list[dict] = []
 
 #: The most bytes of results one task may send back (a larger answer is reported as such).
 MAX_TASK_BYTES = 1 << 20
+
+#: Seconds without a hand-in after which the server ends (the grader starts a fresh one).
+IDLE_SECONDS = 300
 
 ANSWER = "<answer>"
 """The file name the task's own answer cell is compiled under (tracebacks name its lines)."""
@@ -161,18 +171,26 @@ def _child(module: types.ModuleType, task: dict, job: dict) -> dict:
 
 
 def _collect(read_fd: int, pid: int, timeout: float) -> tuple[bytes, str]:
-    """Read the child's result until EOF or `timeout`; ("", reason) when there is none."""
+    """Read the child's result until EOF, the child's end (a process it left may hold the pipe
+    open) or `timeout`; ("", reason) when there is none."""
     chunks, size, deadline = [], 0, time.monotonic() + timeout
-    reason = ""
+    reason, status = "", None
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             reason = f"took longer than {timeout:g} s"
             break
-        ready, _, _ = select.select([read_fd], [], [], left)
+        ready, _, _ = select.select([read_fd], [], [], min(left, 0.05))
         if not ready:
-            continue
-        chunk = os.read(read_fd, 1 << 16)
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if not done:
+                continue
+            status = code  # it wrote all it had before it ended: take what the pipe holds
+            os.set_blocking(read_fd, False)
+        try:
+            chunk = os.read(read_fd, 1 << 16)
+        except BlockingIOError:
+            break
         if not chunk:
             break
         size += len(chunk)
@@ -187,7 +205,8 @@ def _collect(read_fd: int, pid: int, timeout: float) -> tuple[bytes, str]:
                 kill()
             except (ProcessLookupError, PermissionError):
                 pass
-    _, status = os.waitpid(pid, 0)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
     try:
         os.killpg(pid, signal.SIGKILL)  # what the answer left running
     except (ProcessLookupError, PermissionError):
@@ -242,36 +261,145 @@ def _task(module: types.ModuleType, task: dict, job: dict) -> dict:
     return dict(out, seconds=seconds) if isinstance(out, dict) else {"error": "bad result"}
 
 
-def _write(path: str, results: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f)
-    os.replace(tmp, path)
+def _emit(answer: dict) -> None:
+    """One line of JSON to the grader (fd 1: the sandbox's stdout)."""
+    view = memoryview(json.dumps(answer).encode() + b"\n")
+    while view:
+        view = view[os.write(1, view):]
 
 
-def main(argv: list[str]) -> int:
-    job_path, out_path = argv
-    kit = str(Path(job_path).parent)
-    job = json.loads(Path(job_path).read_text())
+def _load(kit: str) -> tuple[dict, str]:
+    """The task modules of ``kit/init.json`` compiled, their libraries imported; the kit
+    deleted. Returns (notebook → module, the scratch folder)."""
+    init = json.loads(Path(kit, "init.json").read_text())
     sys.path.insert(0, kit)
     importlib.import_module("data")
-    module = types.ModuleType("course_tasks")
-    module.__file__ = "<tasks>"
-    sys.modules[module.__name__] = module
-    exec(compile(job.pop("module"), module.__file__, "exec"), module.__dict__)  # noqa: S102
-    for name in getattr(module, "PRELOAD", ()):
-        importlib.import_module(name)
     sys.path.remove(kit)
-    shutil.rmtree(kit, ignore_errors=True)  # the job and this kit: not on disk for the answers
-    results: dict = {}
+    modules = {}
+    for notebook, source in init["modules"].items():
+        module = types.ModuleType("course_tasks")
+        module.__file__ = "<tasks>"
+        sys.modules[module.__name__] = module
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
+        modules[notebook] = module
+    for module in modules.values():
+        for name in getattr(module, "PRELOAD", ()):
+            importlib.import_module(name)
+    shutil.rmtree(kit, ignore_errors=True)  # this kit and the init: not on disk for the answers
+    return modules, init["scratch"]
+
+
+def _hand_in(modules: dict) -> int:
+    """Read one job from stdin and grade it, task by task (in the hand-in's own process, forked
+    from the server before the job is read: no other hand-in's answers are in its memory)."""
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return 3  # the grader closed the session
+    job = json.loads(line)
+    module = modules[job.pop("notebook")]
+    sys.modules["course_tasks"] = module
     _PENDING.extend(job.pop("tasks"))
     while _PENDING:
         task = _PENDING.pop(0)
-        results[task["grade_id"]] = _task(module, task, job)
+        _emit({"task": task["grade_id"], "result": _task(module, task, job)})
         del task
-        _write(out_path, results)
-    _write(out_path, results)
     return 0
+
+
+def _undumpable() -> None:
+    """No process of the sandbox may ptrace this one or open its /proc files (fd, mem): the
+    answers run as the same user. Children inherit it."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _reset(scratch: str, sandboxed: bool) -> bool:
+    """After a hand-in: every other process of the sandbox killed (what its answers left
+    running, daemons included) and every writable place emptied. False if something stays."""
+    if sandboxed:
+        # kill(-1) signals every process of this PID namespace but its init and the caller;
+        # only in the sandbox (checked twice: the flag, and bwrap's hostname).
+        for _ in range(500):
+            _reap()
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            time.sleep(0.002)
+        else:
+            return False
+    _reap()
+    mounts = _mount_points()
+    places = [scratch] + (["/tmp", "/dev/shm"] if sandboxed else [])
+    return all(_empty(place, mounts) for place in places)
+
+
+def _mount_points() -> set[str]:
+    """Every mount point of this process's view (the read-only binds under /tmp among them)."""
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4].replace("\\040", " ") for line in f}
+
+
+def _empty(folder: str, mounts: set[str]) -> bool:
+    """Delete what `folder` holds, except the mounts in it and the folders that lead to them."""
+    for entry in os.scandir(folder):
+        path = entry.path
+        try:
+            if path in mounts:
+                continue
+            if any(m.startswith(path + "/") for m in mounts):
+                if not _empty(path, mounts):
+                    return False
+            elif entry.is_dir(follow_symlinks=False):
+                for root, dirs, _ in os.walk(path):
+                    for d in dirs:
+                        os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
+                os.chmod(path, 0o700)
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            return False
+    return True
+
+
+def main(argv: list[str]) -> int:
+    """``harness.py KIT [--sandboxed]``: serve hand-ins until stdin closes or stays idle."""
+    import socket
+
+    kit, flags = argv[0], argv[1:]
+    sandboxed = "--sandboxed" in flags and socket.gethostname() == "sandbox"
+    modules, scratch = _load(kit)
+    _undumpable()
+    while True:
+        ready, _, _ = select.select([0], [], [], IDLE_SECONDS)
+        if not ready:
+            return 0
+        pid = os.fork()
+        if pid == 0:  # the hand-in's process: never returns
+            status = 1
+            try:
+                status = _hand_in(modules)
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        clean = _reset(scratch, sandboxed)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3:
+            return 0
+        _emit({"done": True})
+        if not clean:
+            return 1
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -38,8 +37,8 @@ from types import ModuleType
 
 import nbformat
 
-__all__ = ["COURSE", "KIT", "modules", "module", "answer_cells", "solutions", "job", "run",
-           "MAX_RESULT_BYTES"]
+__all__ = ["COURSE", "KIT", "modules", "module", "answer_cells", "solutions", "job", "server",
+           "run", "MAX_RESULT_BYTES"]
 
 #: Course modules a task may declare in ``uses`` (name → file under the repository): only those
 #: a task's text names, each importing nothing of the course. Inside the sandbox a task sees the
@@ -120,70 +119,80 @@ def job(notebook: str | ModuleType, answers: dict[str, str], *, voc_root: str, f
             grade_id=grade_id, answer=answers.get(grade_id, ""),
             earlier=[[g, answers[g]] for g in order[:i] if g in answers],
             course={n: (root / COURSE[n]).read_text() for n in spec.get("uses", ())}))
-    return dict(notebook=mod.NOTEBOOK, module=inspect.getsource(mod), tasks=tasks,
-                voc_root=voc_root, fixtures=fixtures, scratch=scratch)
+    return dict(notebook=mod.NOTEBOOK, tasks=tasks, voc_root=voc_root, fixtures=fixtures,
+                scratch=scratch)
 
 
-def _read_capped(path: Path) -> dict:
-    """The results file the sandbox left, as a dict; {} when it is missing, too large, not
-    JSON, or anything but a plain file in a plain folder (a link or a FIFO is never opened)."""
-    if path.parent.is_symlink() or path.is_symlink() or not path.is_file():
-        return {}
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return {}
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_RESULT_BYTES + 1)
-    if len(data) > MAX_RESULT_BYTES:
-        return {}
-    try:
-        out = json.loads(data)
-    except (ValueError, RecursionError):
-        return {}
-    return out if isinstance(out, dict) else {}
-
-
-def run(notebook: str | ModuleType, answers: dict[str, str], *, folder: Path, voc_root: str,
-        fixtures: str, use_sandbox: bool = True, limits=None, threads: int = 1,
-        timeout_cap: float | None = None, only: list[str] | None = None
-        ) -> tuple[dict, str, int]:
-    """Grade `answers` of `notebook` with the harness in a fresh `folder`: (results per answer
-    grade_id, the sandbox's one-line limit message or "", peak memory in bytes)."""
+def server(notebooks: list[str | ModuleType], *, folder: Path, voc_root: str,
+           fixtures: list[str], use_sandbox: bool = True, limits=None, threads: int = 1):
+    """A :class:`teacher.sandbox.Session` running the harness as a server for hand-ins of
+    `notebooks`: one sandbox (read-only: the Python env, `voc_root`, the `fixtures` folders;
+    writable: `folder`) whose process imports the libraries once and grades one hand-in after
+    another, each in a process of its own forked before its job is read, everything it left
+    killed and wiped before the next. :func:`run` sends it one hand-in."""
     from teacher import sandbox
 
     folder = Path(folder).resolve()
-    shutil.rmtree(folder, ignore_errors=True)
-    kit, scratch, out = folder / "kit", folder / "scratch", folder / "out"
-    for path in (kit, scratch, out):
-        path.mkdir(parents=True)
-    for name in ("harness.py", "data.py"):
-        shutil.copyfile(KIT / name, kit / name)
-    (kit / "job.json").write_text(json.dumps(dict(
-        job(notebook, answers, voc_root=voc_root, fixtures=fixtures, scratch=str(scratch),
-            only=only),
-        timeout_cap=timeout_cap)))
-    result = out / "result.json"
+    mods = [module(n) if isinstance(n, str) else n for n in notebooks]
+    kit, scratch = folder / "kit", folder / "scratch"
+
+    def prepare() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        for path in (kit, scratch):
+            path.mkdir(parents=True)
+        for name in ("harness.py", "data.py"):
+            shutil.copyfile(KIT / name, kit / name)
+        (kit / "init.json").write_text(json.dumps(dict(
+            modules={m.NOTEBOOK: inspect.getsource(m) for m in mods}, scratch=str(scratch))))
+
     n = str(threads)
     env = {"HOME": str(scratch), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
            "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": n,
            "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "LANG": "C.UTF-8"}
-    argv = [sys.executable, "-I", str(kit / "harness.py"), str(kit / "job.json"), str(result)]
-    message, peak = "", 0
+    argv = [sys.executable, "-I", str(kit / "harness.py"), str(kit)]
     if use_sandbox:
-        limits = limits or sandbox.Limits.from_env()
-        done = sandbox.run(argv, read_only=[voc_root, fixtures], writable=[str(folder)],
-                           env=env, cwd=scratch, limits=limits)
-        message, peak = done.message or "", done.peak_rss
-    else:
-        import subprocess
+        argv.append("--sandboxed")
+    folder.mkdir(parents=True, exist_ok=True)
+    session = sandbox.Session(argv, read_only=[voc_root, *sorted(set(fixtures))],
+                              writable=[str(folder)], env=env, cwd=str(folder), limits=limits,
+                              prepare=prepare, sandboxed=use_sandbox)
+    session.scratch = str(scratch)
+    return session
 
-        subprocess.run(argv, cwd=scratch, env=dict(os.environ, **env), check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=(limits.wall_seconds if limits else None))
-    results = _read_capped(result)
-    shutil.rmtree(folder, ignore_errors=True)
-    return results, message, peak
+
+def run(notebook: str | ModuleType, answers: dict[str, str], *, folder: Path, voc_root: str,
+        fixtures: str, use_sandbox: bool = True, limits=None, threads: int = 1,
+        timeout_cap: float | None = None, only: list[str] | None = None, session=None
+        ) -> tuple[dict, str, int]:
+    """Grade `answers` of `notebook` with the harness: (results per answer grade_id, the one
+    line of why grading stopped early or "", peak memory in bytes). `session`: a
+    :func:`server` that serves `notebook` (default: one started in `folder` for this hand-in
+    only); `limits.wall_seconds` bounds this hand-in."""
+    from teacher import sandbox
+
+    mod = module(notebook) if isinstance(notebook, str) else notebook
+    limits = limits or sandbox.Limits.from_env()
+    own = session is None
+    if own:
+        session = server([mod], folder=folder, voc_root=voc_root, fixtures=[fixtures],
+                         use_sandbox=use_sandbox, limits=limits, threads=threads)
+    results: dict = {}
+
+    def keep(line: dict) -> None:
+        task, result = line.get("task"), line.get("result")
+        if isinstance(task, str) and task in mod.TASKS and isinstance(result, dict):
+            results[task] = result
+
+    message = dict(job(mod, answers, voc_root=voc_root, fixtures=fixtures,
+                       scratch=session.scratch, only=only), timeout_cap=timeout_cap)
+    try:
+        reason, peak = session.request(message, timeout=limits.wall_seconds, on_line=keep,
+                                       max_bytes=MAX_RESULT_BYTES)
+    finally:
+        if own:
+            session.close()
+            shutil.rmtree(folder, ignore_errors=True)
+    return results, reason, peak
 
 
 def points(source_nb: dict) -> dict[str, float]:
