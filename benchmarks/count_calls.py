@@ -5,10 +5,10 @@
 Counts, with `ast`, the calls in the code cells of each release notebook, leaving out answer
 cells, check cells and the Colab install cell. A call counts for **helpers** when its root name
 (``f`` in ``f(...)``, ``m`` in ``m.a.b(...)``) was imported from ``helpers``, and for the
-**libraries** when it was imported from mmseg, mmengine, mmcv, torch, onnxruntime or onnx. Calls
-on other names (a variable's method, a builtin, numpy) count for neither. The target: in every
-notebook the libraries' count is at least helpers'. Prints a Markdown table and one
-`RESULT {json}` line.
+**libraries** when it was imported from mmseg, mmengine, mmcv, torch, onnxruntime, onnx or
+openvino. Calls on other names (a variable's method, a builtin, numpy) count for neither. The
+target: in every notebook (06, the optional one, too) the libraries' count is at least helpers'.
+Prints a Markdown table and one `RESULT {json}` line.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-LIBRARIES = ("mmseg", "mmengine", "mmcv", "torch", "onnxruntime", "onnx")
+LIBRARIES = ("mmseg", "mmengine", "mmcv", "torch", "onnxruntime", "onnx", "openvino")
 
 
 def _origin(module: str) -> str | None:

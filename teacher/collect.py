@@ -58,9 +58,12 @@ BROWSER_COPY = re.compile(r" \((\d+)\)$")
 
 
 def course_notebooks(source: str | Path | None = None) -> list[str]:
-    """The course's notebook names: the stems of ``source/voc/[0-9][0-9]_*.ipynb``."""
+    """The course's graded notebook names: the stems of ``source/voc/[0-9][0-9]_*.ipynb`` that
+    hold a graded cell (an optional notebook without tasks, like 06, is not handed in)."""
     folder = Path(source or ROOT / "source" / "voc")
-    names = sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    names = sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb")
+                   if any(c.get("metadata", {}).get("nbgrader", {}).get("grade")
+                          for c in json.loads(p.read_text()).get("cells", [])))
     if not names:
         raise FileNotFoundError(f"No course notebooks (NN_name.ipynb) in {folder}")
     return names

@@ -469,7 +469,8 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     out = Path(out)
     feedback = Path(feedback or out.parent / "feedback")
     jobs = jobs or default_jobs()
-    names = sorted(p.stem for p in Path(source).glob("[0-9][0-9]_*.ipynb"))
+    names = sorted(p.stem for p in Path(source).glob("[0-9][0-9]_*.ipynb")
+                   if tasks.points(json.loads(p.read_text())))  # 06, optional, has no task
     if not names:
         raise FileNotFoundError(f"No instructor notebooks (NN_name.ipynb) in {source}")
     for what, asked, known in (("notebook", notebooks, names),):

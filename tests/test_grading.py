@@ -32,7 +32,8 @@ from helpers.env import repo_root
 from teacher import grading, tasks
 
 ROOT = repo_root()
-SOURCES = sorted(p.stem for p in (ROOT / "source" / "voc").glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted(p.stem for p in (ROOT / "source" / "voc").glob("[0-9][0-9]_*.ipynb")
+                 if tasks.points(json.loads(p.read_text())))  # graded ones: 06 has no task
 # COURSE_NOTEBOOKS=01_dataset,02_config grades only these (while writing a notebook's tasks)
 if os.environ.get("COURSE_NOTEBOOKS"):
     SOURCES = [n for n in SOURCES if n in os.environ["COURSE_NOTEBOOKS"].split(",")]

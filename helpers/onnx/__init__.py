@@ -4,11 +4,11 @@
 - :mod:`~helpers.onnx.graph`: the exported tensor function (mmseg's whole-image inference, with
   optional pre/post-processing) and the metadata deployment reads.
 - :mod:`~helpers.onnx.export`: export, verification against PyTorch, the report, the
-  homework's error, and the command line ``python -m helpers.onnx``.
+  old exporter's dump hidden, and the command line ``python -m helpers.onnx``.
 - :mod:`~helpers.onnx.quantize`: INT8 static quantization with onnxruntime's tools.
 
-Running a graph without torch is :mod:`helpers.deploy`; scoring it is
-:func:`helpers.evaluate.compare_miou`. Everything below is importable from ``helpers.onnx``.
+Running a graph without torch is :mod:`helpers.deploy`. Everything below is importable from
+``helpers.onnx``.
 """
 
 from helpers.onnx.export import (
@@ -16,7 +16,7 @@ from helpers.onnx.export import (
     ExportReport,
     SizeCheck,
     export_onnx,
-    homework_export_error,
+    torchscript_dump_hidden,
     verify_onnx,
 )
 from helpers.onnx.graph import (
@@ -38,6 +38,6 @@ __all__ = [
     "VERIFY_SIZES", "ExactAdaptiveAvgPool2d", "ExportError", "ExportReport",
     "ImageCalibrationReader", "SegmentorGraph", "SizeCheck", "adaptive_pool_matrix",
     "calibration_images", "check_exportable", "exact_adaptive_pooling", "export_onnx",
-    "graph_metadata", "homework_export_error", "min_input_side", "output_stride",
-    "quantize_int8", "verify_onnx",
+    "graph_metadata", "min_input_side", "output_stride", "quantize_int8",
+    "torchscript_dump_hidden", "verify_onnx",
 ]

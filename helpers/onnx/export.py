@@ -3,8 +3,8 @@
 :func:`export_onnx` swaps in the exact pooling of :mod:`helpers.onnx.pooling`, exports the
 :class:`~helpers.onnx.graph.SegmentorGraph` with torch's dynamo exporter, then verifies what it
 wrote (``onnx.checker``, then ONNX Runtime against PyTorch on several sizes); only a graph that
-passes is moved to the requested path. :func:`homework_export_error` reproduces the homework's
-failure with the old TorchScript exporter.
+passes is moved to the requested path. :func:`torchscript_dump_hidden` keeps the old TorchScript
+exporter's graph dump off screen while notebook 05 shows the homework's failure.
 
 Command line::
 
@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +54,7 @@ __all__ = [
     "ExportReport",
     "SizeCheck",
     "export_onnx",
-    "homework_export_error",
+    "torchscript_dump_hidden",
     "main",
     "verify_onnx",
 ]
@@ -240,31 +238,27 @@ def export_onnx(segmentor: nn.Module, out: str | Path, size: tuple[int, int] | N
     return report
 
 
-def homework_export_error(segmentor: nn.Module, size: tuple[int, int] = (256, 256)) -> str:
-    """Export as the homework did (TorchScript exporter, ``dynamo=False``); return its error.
+@contextlib.contextmanager
+def torchscript_dump_hidden():
+    """Keep the dump torch's TorchScript exporter (``dynamo=False``) writes on failure off screen.
 
-    Returns ``""`` when that export works (sizes whose feature map divides by every PPM bin
-    count). On failure the exporter also dumps the whole TorchScript graph (tens of kB) onto the
-    process's stdout from C++; it goes to a temporary file here, which also keeps a Jupyter
-    kernel from blocking on that output.
+    On failure that exporter prints the whole TorchScript graph (tens of kB) onto the process's
+    stderr from C++, whatever ``verbose`` says; inside this block it goes to a temporary file
+    instead, which also keeps a Jupyter kernel from blocking on that output. Exceptions pass
+    through unchanged: the caller catches and shows the exporter's own error.
     """
-    graph = SegmentorGraph(segmentor).eval()
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
-            torch.onnx.export(graph, torch.zeros(1, 3, *size), io.BytesIO(), dynamo=False)
-        except Exception as err:  # the homework's failure, returned as text
-            return f"{type(err).__name__}: {str(err).splitlines()[0].split(' Please')[0]}"
+            yield
         finally:
             for fd, copy in zip((1, 2), saved, strict=True):
                 os.dup2(copy, fd)
                 os.close(copy)
-    return ""
 
 
 @cli_guard  # CheckpointError (not found, not a checkpoint, unsafe, mismatched): status 2
