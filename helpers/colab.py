@@ -5,9 +5,11 @@ Standard library only: this module runs on a fresh Colab runtime before anything
 The install cell (`install_cell`) clones the course into ``/content/course`` and calls `setup`,
 which installs only what Colab lacks from ``requirements.txt``: Colab's own torch, numpy and
 friends stay. mmcv 2.1.0 has no wheel for Colab's torch, so it is built once from its sdist
-(`helpers.mmcv_wheel`) and, when the student opts in with ``USE_DRIVE = True``, kept on Google
-Drive for later runtimes. Every step that fails raises `SetupError`, naming the step, the command
-and the fix.
+(`helpers.mmcv_wheel`) and kept, with ``data/`` and ``work_dirs/``, on the student's Google Drive
+(``USE_DRIVE = True``, the default; ``False`` opts out), so that later runtimes reuse the wheel
+and notebooks 04 and 05 find the run notebook 03 trained. Within one runtime a wheel built
+before is reused too. Every step that fails raises `SetupError`, naming the step, the command
+and the fix; a Drive that cannot be mounted only says so, and the set-up goes on without it.
 """
 
 from __future__ import annotations
@@ -53,9 +55,9 @@ STAMP = ".colab-installed.json"
 NET_FIX = "check the internet connection (PyPI must be reachable), then run the cell again."
 
 CELL = '''\
-# Colab only: fetch the course and install what Colab lacks (mmcv builds once, ~7 min; with
-# USE_DRIVE its wheel is kept on your Google Drive and later runtimes reuse it). Locally: nothing.
-USE_DRIVE = False  # True: keep mmcv's wheel, data/ and work_dirs/ on Google Drive (asks consent)
+# Colab only: fetch the course and install what Colab lacks (mmcv builds once, ~7 min, and is
+# kept on your Google Drive with your data and runs, for later runtimes). Locally: nothing.
+USE_DRIVE = True  # False: nothing on Drive; your runs and mmcv's build are lost with the runtime
 import os
 import subprocess
 import sys
@@ -147,19 +149,19 @@ def _mmcv_ready(version: str) -> bool:
     return dist.version == version and any(str(f).startswith("mmcv/_ext") for f in dist.files or [])
 
 
-def _mount_drive(course: Path) -> Path:
+def _mount_drive(course: Path, say=say) -> Path | None:
     """Mount Google Drive next to the course (Colab asks for consent); return the course folder
-    on it, created when missing."""
+    on it, created when missing, or None after saying why it could not be mounted."""
     mount = course.parent / "drive"
     try:
         from google.colab import drive
 
         drive.mount(str(mount))
     except Exception as exc:  # the consent refused, or no Colab: both end here
-        raise SetupError(f"Step 2/3 Drive: mounting Google Drive at {mount} failed ({exc}).\n"
-                         "Fix: accept Colab's consent prompt, or set USE_DRIVE = False "
-                         "(everything works without Drive; mmcv is then rebuilt on each new "
-                         "runtime).") from None
+        say(f"Step 2/3 Drive: mounting Google Drive at {mount} failed ({exc}): going on without "
+            "it, so your runs and mmcv's build last only as long as this runtime. To keep them, "
+            "run the cell again and accept Colab's consent prompt; USE_DRIVE = False stops asking.")
+        return None
     folder = mount / "MyDrive" / DRIVE_FOLDER
     (folder / "wheels").mkdir(parents=True, exist_ok=True)
     return folder
@@ -182,8 +184,11 @@ def _link_to_drive(course: Path, folder: Path, say) -> None:
 
 
 def _find_wheel(key: str, drive: Path | None, wheels: Path, say) -> Path | None:
-    """A wheel for `key`: from Drive, else from MMCV_WHEEL_URL (a .whl or a folder of them),
-    downloaded into `wheels`."""
+    """A wheel for `key`: built before in this runtime (`wheels`), from Drive, else from
+    MMCV_WHEEL_URL (a .whl or a folder of them), downloaded into `wheels`."""
+    if (wheels / f"{key}.whl").is_file():
+        say(f"mmcv: wheel built earlier in this runtime ({key}.whl), no build needed.")
+        return wheels / f"{key}.whl"
     if drive is not None and (drive / "wheels" / f"{key}.whl").is_file():
         say(f"mmcv: cached wheel found on Drive ({key}.whl), no build needed.")
         return drive / "wheels" / f"{key}.whl"
@@ -197,6 +202,7 @@ def _find_wheel(key: str, drive: Path | None, wheels: Path, say) -> Path | None:
     try:
         urllib.request.urlretrieve(url, dest)
     except (OSError, ValueError) as exc:
+        dest.unlink(missing_ok=True)  # no half-downloaded wheel for the next call to reuse
         if exact:
             raise SetupError(f"Step 2/3 mmcv: downloading MMCV_WHEEL_URL={url} failed ({exc}).\n"
                              "Fix: correct MMCV_WHEEL_URL, or unset it to build mmcv here."
@@ -223,18 +229,19 @@ def _obtain_mmcv(version: str, pins: dict[str, str], course: Path, drive: Path |
     return named
 
 
-def setup(use_drive: bool = False, course: str | Path | None = None, say=say) -> None:
+def setup(use_drive: bool = True, course: str | Path | None = None, say=say) -> None:
     """Step 2/3 of the install cell: install what this runtime lacks for the course.
 
     Reads the pins of ``requirements.txt``; installs the missing ones and mmcv (from Drive, from
     ``MMCV_WHEEL_URL``, or built); keeps Colab's versions of what it has. Drive is used when
-    `use_drive` or ``COURSE_USE_DRIVE=1``. A second call after a success takes seconds (stamp).
+    `use_drive` (the default) or ``COURSE_USE_DRIVE=1``; a Drive that cannot be mounted is
+    skipped with a message. A second call after a success takes seconds (stamp).
     When pip replaced a package the kernel had already imported, the runtime is restarted.
     """
     start = time.monotonic()
     course = Path(course or os.environ.get("COURSE_DIR") or Path(__file__).resolve().parents[1])
     use_drive = use_drive or os.environ.get("COURSE_USE_DRIVE", "0") == "1"
-    drive = _mount_drive(course) if use_drive else None
+    drive = _mount_drive(course, say) if use_drive else None
     if drive is not None:
         _link_to_drive(course, drive, say)
     pins = read_pins(course / "requirements.txt")
@@ -276,10 +283,10 @@ def setup(use_drive: bool = False, course: str | Path | None = None, say=say) ->
 
 
 def main() -> None:
-    """``python -m helpers.colab``: the same installation outside a notebook (USE_DRIVE from
+    """``python -m helpers.colab``: the same installation outside a notebook (Drive only with
     ``COURSE_USE_DRIVE=1``)."""
     try:
-        setup()
+        setup(use_drive=False)
     except SetupError as exc:
         sys.exit(str(exc))
 

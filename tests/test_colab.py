@@ -157,8 +157,9 @@ def test_hosted_wheel_url(tmp_path, monkeypatch):
     assert colab._find_wheel(key, None, tmp_path / "dl", said.append).read_bytes() == \
         (hosted / f"{key}.whl").read_bytes()
     monkeypatch.setenv("MMCV_WHEEL_URL", (hosted / "missing.whl").as_uri())
-    with pytest.raises(SetupError, match="MMCV_WHEEL_URL=.*missing.whl"):
-        colab._find_wheel(key, None, tmp_path / "dl", said.append)
+    with pytest.raises(SetupError, match="MMCV_WHEEL_URL=.*missing.whl"):  # a new runtime
+        colab._find_wheel(key, None, tmp_path / "new-runtime", said.append)
+    assert not (tmp_path / "new-runtime" / f"{key}.whl").exists()  # nothing half-written
 
 
 @pytest.fixture
@@ -177,8 +178,10 @@ def test_drive_mount_cache_and_links(tmp_path, monkeypatch, colab_stub):
     course = tmp_path / "content" / "course"
     (course / "data").mkdir(parents=True)
     monkeypatch.delenv("COLAB_STUB_DRIVE", raising=False)
-    with pytest.raises(SetupError, match="(?s)Step 2/3 Drive.*USE_DRIVE = False"):
-        colab._mount_drive(course)
+    said = []
+    assert colab._mount_drive(course, said.append) is None  # refused: the set-up goes on
+    assert said and said[0].startswith("Step 2/3 Drive") and "going on without it" in said[0]
+    assert "USE_DRIVE = False" in said[0]
     monkeypatch.setenv("COLAB_STUB_DRIVE", str(tmp_path / "gdrive"))
     folder = colab._mount_drive(course)
     assert folder == tmp_path / "content" / "drive" / "MyDrive" / colab.DRIVE_FOLDER
@@ -190,6 +193,28 @@ def test_drive_mount_cache_and_links(tmp_path, monkeypatch, colab_stub):
     monkeypatch.delenv("MMCV_WHEEL_URL", raising=False)
     cached = folder / "wheels" / f"{key}.whl"
     assert colab._find_wheel(key, folder, tmp_path / "dl", print) == cached
+
+
+def test_a_wheel_built_earlier_in_the_runtime_is_reused(tmp_path, monkeypatch):
+    """A second notebook (or a rerun after a restart) reuses the wheel the first one built,
+    before Drive or a download is asked."""
+    key = mmcv_wheel.wheel_key("2.1.0")
+    wheels = tmp_path / "course" / "build" / "wheels"
+    wheels.mkdir(parents=True)
+    fake_wheel(wheels / f"{key}.whl")
+    monkeypatch.setenv("MMCV_WHEEL_URL", "https://example.invalid/wheels/")
+    said = []
+    assert colab._find_wheel(key, tmp_path / "no-drive", wheels, said.append) == \
+        wheels / f"{key}.whl"
+    assert "built earlier in this runtime" in said[0]
+
+
+def test_drive_is_on_by_default_with_a_clear_opt_out():
+    import inspect
+
+    cell = install_cell("https://github.com/owner/repo")
+    assert "USE_DRIVE = True  # False: " in cell and "setup(use_drive=USE_DRIVE)" in cell
+    assert inspect.signature(setup).parameters["use_drive"].default is True
 
 
 def test_setup_again_after_success_takes_no_install(tmp_path, capsys):
