@@ -43,7 +43,6 @@ __all__ = [
     "prediction_grid",
     "publish_figures",
     "show_image_and_mask",
-    "worst_gallery",
 ]
 
 
@@ -271,18 +270,6 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str] | None = None,
     ax.set_title("Confusion matrix (row-normalised, void ignored)")
     fig.tight_layout()
     return fig
-
-
-def worst_gallery(ev: Any, k: int = 5, opacity: float = 0.5) -> Figure:
-    """image | ground truth | prediction for the `k` validation images with the lowest mIoU.
-
-    `ev` is a `helpers.evaluate.Evaluation` (the predictions of one evaluation run).
-    """
-    ids = ev.worst(k)
-    score = dict(zip(ev.image_ids, ev.image_miou, strict=True))
-    return prediction_grid([ev.sample(i) for i in ids], opacity=opacity,
-                           titles=[f"{i}\nmIoU {score[i]:.1f}" for i in ids],
-                           suptitle=f"The {len(ids)} worst validation images by per-image mIoU")
 
 
 class FigureError(ValueError):

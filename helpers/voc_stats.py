@@ -1,7 +1,7 @@
 """Class statistics of a VOC split: pixel counts per class and image, read from the masks (nb 01).
 
 `scan_masks` reads every mask of a split once (through mmseg's `PascalVOCDataset`, in parallel
-for long splits); `class_statistics` and `foreground_ids` summarise that table, and
+for long splits); `class_statistics` summarises that table, and
 `helpers.plotting.plot_class_statistics` / `plot_image_sizes` draw it.
 """
 
@@ -18,7 +18,7 @@ from helpers.voc import IGNORE_INDEX, NUM_CLASSES, progress_map, read_mask, voc_
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["class_statistics", "foreground_ids", "scan_masks"]
+__all__ = ["class_statistics", "scan_masks"]
 
 
 def _mask_histogram(path: str) -> tuple[int, int, np.ndarray]:
@@ -59,10 +59,3 @@ def class_statistics(scan: pd.DataFrame) -> pd.DataFrame:
             "images": (scan[names] > 0).sum(),
         }
     ).rename_axis("class")
-
-
-def foreground_ids(scan: pd.DataFrame) -> list[str]:
-    """Ids of the masks that contain at least one object pixel (a class other than background)."""
-    return scan.loc[scan[list(voc.CLASSES[1:])].sum(axis=1) > 0, "id"].tolist()
-
-

@@ -15,7 +15,7 @@ from helpers.evaluate import (
     evaluate_predictions,
     iou_from_confusion,
 )
-from helpers.plotting import plot_confusion, worst_gallery
+from helpers.plotting import plot_confusion
 from helpers.predict import pred_mask
 from helpers.train import read_scalars
 from helpers.voc import CLASSES, read_mask, split_ids
@@ -146,8 +146,3 @@ def test_confusion_plot_is_row_normalised(ev):
     with np.errstate(invalid="ignore"):
         expected = cm[np.ix_(shown, shown)] / cm[shown].sum(1, keepdims=True)
     np.testing.assert_allclose(data.reshape(expected.shape), expected)
-
-
-def test_worst_gallery(ev):
-    fig = worst_gallery(ev, k=3)
-    assert len([ax for ax in fig.axes if ax.images]) == 9

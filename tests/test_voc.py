@@ -263,15 +263,6 @@ def test_scan_and_class_statistics(demo_root: Path) -> None:
     assert parallel.equals(scan)
 
 
-def test_foreground_ids(demo_root: Path) -> None:
-    scan = voc_stats.scan_masks(demo_root, "trainval", workers=1)
-    fg = voc_stats.foreground_ids(scan)
-    for image_id in scan["id"]:
-        mask = voc.read_mask(demo_root / voc.MASK_DIR / f"{image_id}.png")
-        has_object = bool(((mask > 0) & (mask < 255)).any())
-        assert (image_id in fg) == has_object
-
-
 def test_voc_dataset_is_mmseg(demo_root: Path) -> None:
     from mmseg.datasets import PascalVOCDataset
 
