@@ -196,7 +196,9 @@ def run(notebook: str | ModuleType, answers: dict[str, str], *, folder: Path, vo
 
 
 def points(source_nb: dict) -> dict[str, float]:
-    """Test cell grade_id → points, from the instructor notebook."""
+    """Test cell grade_id → points, from the instructor notebook (code cells only: a graded
+    markdown cell is a written answer, see teacher.manual)."""
     nb = nbformat.from_dict(source_nb)
     return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
-            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+            for c in nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
