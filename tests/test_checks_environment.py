@@ -21,7 +21,8 @@ WRONG = runpy.run_path(str(ROOT / "tests" / "wrong_answers" / "00_environment.py
 SOURCE = ROOT / "source" / "voc" / "00_environment.ipynb"
 SOLUTIONS = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"])
              for c in json.loads(SOURCE.read_text())["cells"]
-             if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+             if c["cell_type"] == "code"  # a markdown solution is a written answer
+             and c.get("metadata", {}).get("nbgrader", {}).get("solution")}
 CONFIGS = Path(mmseg.__file__).parent / ".mim" / "configs"
 # what an answer cell finds in the notebook's kernel when it runs
 SCOPE = {"Path": Path, "Config": Config, "mmseg": mmseg, "MODELS": MODELS, "DATASETS": DATASETS,
