@@ -22,7 +22,7 @@ from helpers.checkpoint import init_model
 from helpers.checks import evaluate
 from helpers.checks import onnx as tasks
 from helpers.onnx import ExactAdaptiveAvgPool2d, SegmentorGraph, exact_adaptive_pooling, export_onnx
-from helpers.onnx.graph import halved_model, shifted_model
+from helpers.onnx.graph import conv_graph, deployment_size, halved_model, shifted_model
 
 
 def edges_right(n, bins):
@@ -231,9 +231,10 @@ def test_check_finds_the_tasks_and_passes_their_context(model, exported, capsys)
 # --------------------------------------------------------------------------------------------
 # the deployment by hand (Task 4), on the trained smoke model and a 1 x 1 convolution graph
 # --------------------------------------------------------------------------------------------
-def deployment(channels="rgb", resize_logits=True, resize_first=True):
+def deployment(channels="rgb", resize_logits=True, resize_first=True, size_as_hw=False):
     """The task's answer, or one that goes wrong in the named way."""
     def segment_onnx(session, image, size, *, mean, std):
+        size = size[::-1] if size_as_hw else size  # reads (w, h) as (h, w)
         if resize_first:
             resized = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             rgb = resized[..., ::-1] if channels == "rgb" else resized
@@ -289,9 +290,10 @@ def test_segment_onnx_in_float64_with_cvtcolor_is_right(segment_context):
 
 
 @pytest.mark.parametrize(("wrong", "says"), [
-    (deployment(channels="bgr"), "another class"),
-    (deployment(resize_logits=False), "another class"),
-    (deployment(resize_first=False), "another class"),
+    (deployment(channels="bgr"), "channels stay in OpenCV's BGR order"),
+    (deployment(resize_logits=False), "arg-max was taken before resizing back"),
+    (deployment(size_as_hw=True), "(height, width) instead of (width, height)"),
+    (deployment(resize_first=False), "another class"),  # not a classic one: no name
 ])
 def test_segment_onnx_mistakes_are_named(segment_context, wrong, says):
     ctx, stats = segment_context
@@ -299,6 +301,8 @@ def test_segment_onnx_mistakes_are_named(segment_context, wrong, says):
                                 lambda fn: tasks.verify_segment_onnx(fn, **ctx))
     assert status == "wrong" and says in problems[0], problems
     assert "1 x 1 convolution" in problems[0], problems
+    named = [why for why in tasks.MISTAKES.values() if why in problems[0]]
+    assert len(named) == (says != "another class"), problems  # one name, and only when it fits
 
 
 def test_segment_onnx_shape_and_type_mistakes(segment_context):
@@ -314,7 +318,7 @@ def test_segment_onnx_shape_and_type_mistakes(segment_context):
 
 
 def test_conv_graph_follows_every_pixel(tmp_path):
-    session = ort.InferenceSession(str(tasks.conv_graph(tmp_path / "c.onnx", classes=5)),
+    session = ort.InferenceSession(str(conv_graph(tmp_path / "c.onnx", classes=5)),
                                    providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).normal(size=(1, 3, 17, 23)).astype(np.float32)
     logits = session.run(None, {"pixels": x})[0]
@@ -325,6 +329,6 @@ def test_conv_graph_follows_every_pixel(tmp_path):
 def test_deployment_size_is_mmcvs_keep_ratio_resize(model):
     scale = next(t["scale"] for t in model.cfg.test_pipeline if t["type"] == "Resize")
     image = np.zeros((375, 500, 3), np.uint8)
-    width, height = tasks.deployment_size(model, image)
+    width, height = deployment_size(model.cfg, image)
     assert max(width, height) <= max(scale) and min(width, height) <= min(scale)
     assert abs(width / height - 500 / 375) < 0.02

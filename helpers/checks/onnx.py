@@ -8,8 +8,9 @@ than the solutions: torch's own ``adaptive_avg_pool2d`` on ramps (the mean of a 
 opened here against the untouched PyTorch model, and a model whose scores were shifted on
 purpose, so that a comparison that cannot see a difference is caught. A deployment is compared
 with mmseg's ``inference_model`` on validation images, and on a small graph (a 1 x 1 convolution,
-:func:`conv_graph`) whose logits follow every pixel, with the truth built from mmcv's resize, the
-model's own data preprocessor and mmseg's resize of the logits.
+``helpers.onnx.graph.conv_graph``) whose logits follow every pixel, with the truth built from
+mmcv's resize, the model's own data preprocessor and mmseg's resize of the logits; a wrong mask
+that equals one of the classic mistakes' (:data:`MISTAKES`) is named, as notebook 04's check does.
 """
 
 from __future__ import annotations
@@ -20,18 +21,8 @@ from typing import Any
 
 from helpers.checks import NotAnswered, Task, answered
 
-__all__ = [
-    "BIN_CASES",
-    "CHECK_SIZES",
-    "COURSE_METADATA",
-    "conv_graph",
-    "deployment_size",
-    "verify_bin_edges",
-    "verify_export",
-    "verify_ort_vs_pytorch",
-    "verify_segment_onnx",
-    "TASKS",
-]
+__all__ = ["BIN_CASES", "CHECK_SIZES", "COURSE_METADATA", "MISTAKES", "TASKS", "verify_bin_edges",
+           "verify_export", "verify_ort_vs_pytorch", "verify_segment_onnx"]
 
 #: (side n, bins) tried on bin_edges: PSPNet's cells on a 32-pixel side, sizes that divide and
 #: sizes that do not, fewer pixels than bins, one bin.
@@ -97,29 +88,21 @@ def verify_bin_edges(bin_edges: Callable) -> list[str]:
     return []
 
 
-def _dims(path: Path) -> list[Any]:
+def _input_dims_and_keys(path: Path) -> tuple[list[Any], list[str]]:
+    """The graph's first input's dimensions and its metadata keys."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    shape = model.graph.input[0].type.tensor_type.shape
-    return [d.dim_param or d.dim_value for d in shape.dim]
-
-
-def _metadata_keys(path: Path) -> list[str]:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return sorted(p.key for p in model.metadata_props)
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    return dims, sorted(p.key for p in model.metadata_props)
 
 
 def _session(path: Any) -> Any:
-    """An ONNX Runtime session with the course's options that logs nothing (a graph that fails
-    at some size is reported as a problem, not as errors on stderr)."""
+    """An ONNX Runtime session that logs nothing (a graph that fails at some size is reported
+    as a problem, not as errors on stderr)."""
     import onnxruntime as ort
 
-    from helpers import deploy
-
-    options = deploy.session_options()
+    options = ort.SessionOptions()
     options.log_severity_level = 4
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -157,13 +140,13 @@ def verify_export(onnx_path: Any, model: Any) -> list[str]:
         session = _session(path)
     except Exception as err:
         return [f"ONNX Runtime cannot load {path} ({' '.join(str(err).split())[:200]})"]
-    if set(COURSE_METADATA) & set(_metadata_keys(path)):
+    dims, keys = _input_dims_and_keys(path)
+    if set(COURSE_METADATA) & set(keys):
         return [f"{path.name} was written by the course's exporter (it carries deployment "
                 "metadata): export the graph yourself with torch.onnx.export"]
     if len(session.get_inputs()) != 1:
         return [f"the graph has {len(session.get_inputs())} inputs; export SegmentorGraph(model) "
                 "as it is (one image tensor in, logits out)"]
-    dims = _dims(path)
     if len(dims) != 4:
         return [f"the graph's input has {len(dims)} dimensions, not N x 3 x H x W"]
     fixed = [name for name, d in zip(("height", "width"), dims[2:], strict=True)
@@ -241,56 +224,41 @@ def verify_ort_vs_pytorch(ort_vs_pytorch: Callable, model: Any, onnx_path: Any) 
     return problems
 
 
-def conv_graph(path: str | Path, classes: int = 5, seed: int = 0,
-               input_name: str = "pixels") -> Path:
-    """Write a tiny ONNX graph: a 1 x 1 convolution from 3 channels to ``classes`` logits, float
-    ``N x 3 x H x W`` in, logits at the same size out. Its arg-max changes with every pixel's
-    colour, so each step of a deployment (resize, channel order, mean/std, the resize of the
-    logits) shows in the mask."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    weight = rng.normal(size=(classes, 3, 1, 1)).astype(np.float32)
-    bias = rng.normal(scale=0.3, size=classes).astype(np.float32)
-    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 3, "H", "W"])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes, "H", "W"])
-    node = helper.make_node("Conv", [input_name, "w", "b"], ["logits"])
-    graph = helper.make_graph([node], "conv1x1", [x], [y], [numpy_helper.from_array(weight, "w"),
-                                                           numpy_helper.from_array(bias, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return Path(path)
+#: A classic deployment mistake → what the check says when a mask is exactly that mistake's.
+MISTAKES = {
+    "bgr": "the channels stay in OpenCV's BGR order: the data preprocessor turns them to RGB "
+           "(bgr_to_rgb) before MEAN and STD, which are in RGB order",
+    "hw": "the network saw the image at (height, width) instead of (width, height): `size` is "
+          "(w, h), and cv2.resize's dsize is (width, height) too",
+    "argmax_first": "the arg-max was taken before resizing back: resize the logits to the "
+                    "image's own size first, then take the arg-max (a mask of class ids cannot "
+                    "be interpolated)",
+}
 
 
-def deployment_size(model: Any, image: Any) -> tuple[int, int]:
-    """(width, height) at which the config's test-time Resize shows ``image`` to the network."""
-    import mmcv
-
-    resize = next(step for step in model.cfg.test_pipeline if step["type"] == "Resize")
-    height, width = image.shape[:2]
-    if not resize.get("keep_ratio"):
-        return tuple(int(s) for s in resize["scale"])
-    return tuple(mmcv.rescale_size((width, height), tuple(resize["scale"])))
-
-
-def _pipeline_mask(session: Any, model: Any, image: Any, size: tuple[int, int]) -> Any:
+def _pipeline_mask(session: Any, model: Any, image: Any, size: tuple[int, int],
+                   mistake: str = "") -> Any:
     """The mask mmseg's inference would give with ``session`` as the network: mmcv's resize,
-    the model's data preprocessor, the graph, mmseg's resize of the logits, the arg-max."""
+    the model's data preprocessor, the graph, mmseg's resize of the logits, the arg-max; or, with
+    ``mistake`` (a key of :data:`MISTAKES`), that mistake's mask."""
+    import cv2
     import mmcv
     import torch
     from mmseg.models.utils import resize
 
-    resized = mmcv.imresize(image, size, interpolation="bilinear")
+    seen = size[::-1] if mistake == "hw" else size
+    resized = mmcv.imresize(image, seen, interpolation="bilinear")
+    if mistake == "bgr":
+        resized = resized[..., ::-1]  # the preprocessor's swap then undoes the one not done
     chw = torch.from_numpy(resized.transpose(2, 0, 1).copy())
     with torch.no_grad():
         x = model.data_preprocessor(dict(inputs=[chw]), False)["inputs"].float()
-    logits = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    back = resize(torch.from_numpy(logits), size=image.shape[:2], mode="bilinear",
-                  align_corners=False, warning=False)
+    logits = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    if mistake == "argmax_first":
+        small = logits.argmax(1)[0].numpy().astype("uint8")
+        return cv2.resize(small, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    back = resize(logits, size=image.shape[:2], mode="bilinear", align_corners=False,
+                  warning=False)
     return back.argmax(1)[0].numpy()
 
 
@@ -333,6 +301,8 @@ def verify_segment_onnx(segment_onnx: Callable, model: Any, onnx_path: Any,
     import onnxruntime as ort
     from mmseg.apis import inference_model
 
+    from helpers.onnx.graph import conv_graph, deployment_size
+
     with tempfile.TemporaryDirectory() as tmp:
         conv = ort.InferenceSession(str(conv_graph(Path(tmp) / "conv.onnx", seed=3)),
                                     providers=["CPUExecutionProvider"])
@@ -343,13 +313,15 @@ def verify_segment_onnx(segment_onnx: Callable, model: Any, onnx_path: Any,
                                 f"on a 1 x 1 convolution graph, a {width}x{height} image seen at "
                                 f"{size[0]}x{size[1]}")
         if problem:
-            return [problem]
+            named = [why for mistake, why in MISTAKES.items() if not _mask_problem(
+                got, _pipeline_mask(conv, model, image, size, mistake), "")]
+            return [problem + (f": {named[0]}" if named else "")]
     session = _session(onnx_path)
     ids = (Path(voc_root) / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
     for image_id in ids[:2]:
         path = Path(voc_root) / "JPEGImages" / f"{image_id}.jpg"
         image = cv2.imread(str(path))
-        got = answered(segment_onnx(session, image.copy(), deployment_size(model, image)))
+        got = answered(segment_onnx(session, image.copy(), deployment_size(model.cfg, image)))
         want = inference_model(model, str(path)).pred_sem_seg.data[0].cpu().numpy()
         problem = _mask_problem(got, want, f"on {path.name} with the exported model")
         if problem:

@@ -21,6 +21,8 @@ from torch import nn
 __all__ = [
     "shifted_model",
     "halved_model",
+    "conv_graph",
+    "deployment_size",
     "ABSOLUTE_MIN_SIDE",
     "ExportError",
     "SegmentorGraph",
@@ -175,3 +177,40 @@ def halved_model(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         other.decode_head.conv_seg.weight.mul_(0.5)
     return other
+
+
+def conv_graph(path: Any, classes: int = 5, seed: int = 0,
+               input_name: str = "pixels") -> Any:
+    """Write a tiny ONNX graph: a 1 x 1 convolution from 3 channels to ``classes`` logits, float
+    ``N x 3 x H x W`` in, logits at the same size out. Its arg-max changes with every pixel's
+    colour, so each step of a deployment (resize, channel order, mean/std, the resize of the
+    logits) shows in the mask."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(size=(classes, 3, 1, 1)).astype(np.float32)
+    bias = rng.normal(scale=0.3, size=classes).astype(np.float32)
+    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes, "H", "W"])
+    node = helper.make_node("Conv", [input_name, "w", "b"], ["logits"])
+    graph = helper.make_graph([node], "conv1x1", [x], [y], [numpy_helper.from_array(weight, "w"),
+                                                           numpy_helper.from_array(bias, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def deployment_size(cfg: Any, image: Any) -> tuple[int, int]:
+    """(width, height) at which config ``cfg``'s test-time Resize shows ``image`` (H x W x C)
+    to the network."""
+    import mmcv
+
+    resize = next(step for step in cfg.test_pipeline if step["type"] == "Resize")
+    height, width = image.shape[:2]
+    if not resize.get("keep_ratio"):
+        return tuple(int(s) for s in resize["scale"])
+    return tuple(mmcv.rescale_size((width, height), tuple(resize["scale"])))
