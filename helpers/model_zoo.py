@@ -1,9 +1,14 @@
-"""A model for notebooks 04 and 05 when this runtime has none: mmseg's, or a quick one trained here.
+"""The model notebooks 04 and 05 use: the student's own run, else mmseg's, else a quick one.
 
-Notebooks 04 and 05 use the checkpoint notebook 03 trained. On a fresh runtime (a Colab badge
-opens each notebook in its own) there is none, and :func:`ensure_checkpoint` picks, in order:
+Notebooks 04 and 05 evaluate and export the model the student trained in notebook 03.
+:func:`ensure_checkpoint` finds it by the run's own record, not by file dates, and otherwise
+picks a stand-in, in order:
 
-1. **trained**: the best checkpoint of the run in ``work_dir`` (notebook 03's);
+1. **trained**: the run in ``work_dir`` (notebook 03's ``WORK_DIR``). mmengine's
+   ``last_checkpoint`` file names the run's latest checkpoint; the message hub saved in it names
+   the run's best checkpoint (``best_ckpt``), and that checkpoint's ``meta.cfg`` is the config
+   the run really trained (on a CPU notebook 03 shrinks the student's config): it is written
+   beside the checkpoint (``best_mIoU_iter_N.py``) for ``init_model``;
 2. **model zoo**: mmseg's own PSPNet R50-D8 trained on VOC2012 + SBD (``OFFICIAL_CONFIG``, 76.78
    mIoU on VOC val in mmseg's model zoo), downloaded once when the machine is online and loaded
    by the course's safe loader (``helpers.checkpoint``: ``weights_only=True``, strict). Its
@@ -12,9 +17,11 @@ opens each notebook in its own) there is none, and :func:`ensure_checkpoint` pic
    trained first (a slim PSPNet, about half a minute on an idle 2-core CPU, minutes on a busy
    one) into ``work_dir/smoke_fallback``.
 
-Each choice says what it is and why. Nothing is written into ``work_dir`` itself, so notebook 03
-can still train there afterwards (and is then preferred). :func:`zoo_checkpoint` alone gives
-notebook 04's "quick win": a real VOC model's predictions before any training.
+``print(choice)`` is a one-line banner: whose model it is, or that the student has no run yet,
+which model stands in and how to get theirs. Nothing is written into ``work_dir`` but the
+config beside a checkpoint, so notebook 03 can still train there afterwards (and is then
+preferred). :func:`zoo_checkpoint` alone gives notebook 04's "quick win": a real VOC model's
+predictions before any training.
 """
 
 from __future__ import annotations
@@ -52,11 +59,10 @@ class ModelChoice:
     source: str  #: "trained", "model_zoo" or "smoke"
     config: Path
     checkpoint: Path
-    note: str  #: one or two sentences for the reader: what this model is and why it was chosen
+    banner: str  #: one line for the reader: whose model this is, or what stands in and why
 
     def __str__(self) -> str:
-        return (f"[{self.source}] {self.note}\n  config: {self.config}\n"
-                f"  checkpoint: {self.checkpoint}")
+        return self.banner
 
 
 def zoo_entry(name: str | None = None) -> dict:
@@ -134,18 +140,44 @@ def zoo_config(voc_root: str | Path, out_dir: str | Path) -> Path:
     return save_config(cfg, Path(out_dir) / CONFIG_NAME)
 
 
-def _trained(work_dir: Path) -> tuple[Path, Path] | None:
-    """(config, best checkpoint) of a finished run in ``work_dir``, or None."""
-    from helpers.config import CONFIG_NAME
+def _trained(work_dir: Path) -> tuple[Path, Path, str] | None:
+    """(config, checkpoint, what) of the run in ``work_dir`` from the run's own record, or None.
 
-    found = sorted(work_dir.glob("best_*.pth"), key=lambda p: p.stat().st_mtime)
-    config = work_dir / CONFIG_NAME
-    return (config, found[-1]) if found and config.is_file() else None
+    The latest checkpoint is the one mmengine's ``last_checkpoint`` names; the best one is the
+    ``best_ckpt`` its message hub recorded (the latest itself when the run kept no best). The
+    config written beside the checkpoint is the one saved in it (``meta.cfg``): the config the
+    run trained, which notebook 03 may have shrunk from the file in ``work_dir``.
+    """
+    from mmengine.runner import find_latest_checkpoint
+
+    from helpers.checkpoint import load_checkpoint
+
+    named = find_latest_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    latest = work_dir / Path(named).name if named else None  # the names hold while a folder moves
+    if latest is None or not latest.is_file():
+        return None
+    ckpt = load_checkpoint(latest)
+    info = ckpt.get("message_hub", {}).get("runtime_info", {})
+    best = work_dir / Path(info["best_ckpt"]).name if info.get("best_ckpt") else latest
+    if best != latest and best.is_file():
+        ckpt = load_checkpoint(best)
+    else:
+        best = latest
+    config = best.with_suffix(".py")
+    text = ckpt.get("meta", {}).get("cfg")
+    if not text:  # pragma: no cover - every checkpoint mmengine's Runner saves holds its config
+        raise ValueError(f"{best} holds no config (meta.cfg): it was not saved by a Runner.")
+    if not config.is_file() or config.read_text() != text:
+        config.write_text(text)
+    score = info.get("best_score")
+    what = (f"best val mIoU {score:.1f} at iteration {ckpt['meta'].get('iter')}"
+            if best != latest and score is not None else f"iteration {ckpt['meta'].get('iter')}")
+    return config, best, what
 
 
 def ensure_checkpoint(work_dir: str | Path, voc_root: str | Path, download: bool = True,
                       timeout: float = 5.0) -> ModelChoice:
-    """A config and checkpoint to go on with: trained, else the model zoo's, else smoke-trained.
+    """The model notebooks 04 and 05 go on with: your run's, else the model zoo's, else smoke.
 
     Args:
         work_dir: notebook 03's work dir (``WORK_DIR``).
@@ -154,39 +186,40 @@ def ensure_checkpoint(work_dir: str | Path, voc_root: str | Path, download: bool
             already in the cache is still used).
         timeout: seconds the online probe waits.
 
-    The choice is printed by ``print(choice)``; see the module doc for the order.
+    ``print(choice)`` shows its one-line banner; see the module doc for the order.
     """
     from helpers.config import CONFIG_NAME, build_config, save_config
 
     work_dir = Path(work_dir)
     found = _trained(work_dir)
     if found:
-        return ModelChoice("trained", *found, f"the best checkpoint of the run in {work_dir} "
-                           "(notebook 03).")
+        config, checkpoint, what = found
+        return ModelChoice("trained", config, checkpoint,
+                           f"Your model: {checkpoint.name} of your run in {work_dir} (notebook "
+                           f"03; {what}), with the config it trained, {config.name}.")
+    instead = f"No run of yours in {work_dir} yet (run notebook 03 to train it): using"
     zoo = zoo_checkpoint(download, timeout)
     if zoo is not None:
         entry = zoo_entry()
         return ModelChoice(
             "model_zoo", zoo_config(voc_root, work_dir / ZOO_DIR), zoo,
-            f"no trained checkpoint in {work_dir}, so this is mmseg's model-zoo PSPNet R50-D8 "
-            f"trained on VOC2012 + SBD ({entry['miou']} mIoU on VOC val, mmseg's figure), "
-            "loaded with weights_only=True. Run notebook 03 to use your own.")
+            f"{instead} mmseg's model-zoo PSPNet R50-D8 (VOC2012 + SBD, {entry['miou']} mIoU "
+            "on VOC val, mmseg's figure) instead.")
     fallback = work_dir / FALLBACK_DIR
     found = _trained(fallback)
     if found:
-        return ModelChoice("smoke", *found, f"no trained checkpoint in {work_dir} and no model-"
-                           f"zoo checkpoint: the smoke model trained earlier in {fallback}.")
+        return ModelChoice("smoke", *found[:2], f"{instead} the smoke model trained earlier in "
+                           f"{fallback} instead (offline: no model-zoo checkpoint).")
     from helpers.train import train
 
-    print(f"No trained checkpoint in {work_dir} and no model-zoo checkpoint: training the smoke "
-          f"preset first (a slim PSPNet from scratch, about a minute on a CPU) into {fallback}.")
+    print(f"No run in {work_dir} and no model-zoo checkpoint: training the smoke preset first (a "
+          f"slim PSPNet from scratch, about a minute on a CPU) into {fallback}.")
     cfg = build_config("smoke", voc_root, fallback)
     save_config(cfg, fallback / CONFIG_NAME)
     metrics = train(cfg)
     found = _trained(fallback)
     if not found:  # pragma: no cover - the smoke preset saves its best checkpoint
-        raise RuntimeError(f"training the smoke preset left no best checkpoint in {fallback}")
-    return ModelChoice("smoke", *found, f"no trained checkpoint in {work_dir} and no model-zoo "
-                       "checkpoint (see above): the smoke preset was trained just now (val mIoU "
-                       f"{metrics.get('mIoU', 0):.1f}, a slim model for trying the lesson out, not "
-                       "a real VOC model).")
+        raise RuntimeError(f"training the smoke preset left no checkpoint in {fallback}")
+    return ModelChoice("smoke", *found[:2], f"{instead} the smoke model trained just now in "
+                       f"{fallback} instead (val mIoU {metrics.get('mIoU', 0):.1f}; offline: no "
+                       "model-zoo checkpoint).")

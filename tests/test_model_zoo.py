@@ -1,6 +1,6 @@
 """helpers.model_zoo: the model notebooks 04 and 05 fall back on, tested offline.
 
-Order: the trained run in WORK_DIR; mmseg's model-zoo VOC checkpoint when online (here the
+Order: the trained run in WORK_DIR, found by its own record (last_checkpoint, best_ckpt); mmseg's model-zoo VOC checkpoint when online (here the
 download is replaced by a checkpoint in the 2020 format with random weights, put where the
 download would put it); offline, the smoke preset trained into WORK_DIR/smoke_fallback.
 """
@@ -75,11 +75,22 @@ def test_a_failed_download_is_a_message_not_an_error(hub, monkeypatch, capsys):
     assert "HTTPError: 404" in capsys.readouterr().out
 
 
-def test_a_trained_run_comes_first(trained_smoke, hub, monkeypatch):
+def test_a_trained_run_comes_first(trained_smoke, hub, monkeypatch, tmp_path):
     monkeypatch.setattr(model_zoo, "zoo_checkpoint", lambda *a, **k: pytest.fail("not needed"))
-    choice = model_zoo.ensure_checkpoint(trained_smoke.work_dir, trained_smoke.voc_root)
-    assert choice.source == "trained" and choice.checkpoint == trained_smoke.checkpoint
-    assert choice.config == trained_smoke.config_path and "notebook 03" in str(choice)
+    work = tmp_path / "pspnet_voc12"  # a copy: the chooser writes the run's config beside it
+    shutil.copytree(trained_smoke.work_dir, work)
+    # a stray best checkpoint, newer than the run's (another run's leftover): not chosen
+    shutil.copy(work / trained_smoke.checkpoint.name, work / "best_mIoU_iter_9999.pth")
+    choice = model_zoo.ensure_checkpoint(work, trained_smoke.voc_root)
+    assert choice.source == "trained" and choice.checkpoint == work / trained_smoke.checkpoint.name
+    banner = str(choice)
+    assert "\n" not in banner and banner.startswith("Your model: best_mIoU_iter_")
+    assert "notebook 03" in banner and "best val mIoU" in banner
+    # the config beside it is the one the run trained (meta.cfg), not the file in the work dir
+    assert choice.config == choice.checkpoint.with_suffix(".py")
+    (work / CONFIG_NAME).write_text("raise SystemExit('not this file')\n")
+    model = init_model(choice.config, choice.checkpoint)  # safe and strict: the config fits
+    assert model.backbone.depth == 18
 
 
 def _zoo_file(url: str, voc_root: Path, tmp: Path) -> Path:
@@ -107,7 +118,8 @@ def test_online_without_a_trained_run_takes_the_model_zoo_checkpoint(demo_root, 
                         lambda url: _zoo_file(url, demo_root, tmp_path))
     work = tmp_path / "work"
     choice = model_zoo.ensure_checkpoint(work, demo_root)
-    assert choice.source == "model_zoo" and "76.78 mIoU" in choice.note
+    assert choice.source == "model_zoo" and "76.78 mIoU" in str(choice)
+    assert str(choice).startswith(f"No run of yours in {work} yet (run notebook 03")
     assert choice.config == work / model_zoo.ZOO_DIR / CONFIG_NAME
     assert not (work / CONFIG_NAME).exists()  # notebook 03's place stays free
     model = init_model(choice.config, choice.checkpoint)  # safe and strict
@@ -129,13 +141,14 @@ def test_offline_without_a_trained_run_trains_the_smoke_preset_once(demo_root, h
     choice = model_zoo.ensure_checkpoint(work, demo_root)
     out = capsys.readouterr().out
     assert "offline" in out and "training the smoke preset first" in out
-    assert choice.source == "smoke" and "trained just now" in choice.note
+    assert choice.source == "smoke" and "trained just now" in str(choice)
     assert choice.checkpoint.parent == work / model_zoo.FALLBACK_DIR
     assert init_model(choice.config, choice.checkpoint).decode_head.num_classes == 21
     again = model_zoo.ensure_checkpoint(work, demo_root)  # reused, not trained again
     assert again.source == "smoke" and again.checkpoint == choice.checkpoint
-    assert "trained earlier" in again.note
+    assert "trained earlier" in str(again)
     # a run trained later in WORK_DIR itself (notebook 03) takes over
-    for item in (choice.config, choice.checkpoint):
-        shutil.copy(item, work / item.name)
+    for item in (work / model_zoo.FALLBACK_DIR).iterdir():
+        if item.is_file():
+            shutil.copy(item, work / item.name)
     assert model_zoo.ensure_checkpoint(work, demo_root).source == "trained"
