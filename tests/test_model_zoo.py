@@ -1,8 +1,9 @@
-"""helpers.model_zoo: the model notebooks 04 and 05 fall back on, tested offline.
+"""helpers.model_zoo: the model notebooks 04 and 05 use, tested offline.
 
-Order: the trained run in WORK_DIR, found by its own record (last_checkpoint, best_ckpt); mmseg's model-zoo VOC checkpoint when online (here the
-download is replaced by a checkpoint in the 2020 format with random weights, put where the
-download would put it); offline, the smoke preset trained into WORK_DIR/smoke_fallback.
+Order: the student's run in WORK_DIR, found by its own record (last_checkpoint, best_ckpt);
+mmseg's model-zoo VOC checkpoint when online (here the download is replaced by a checkpoint in
+the 2020 format with random weights, put where the download would put it); offline, the smoke
+preset trained into WORK_DIR/smoke_fallback.
 """
 
 from __future__ import annotations
