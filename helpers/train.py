@@ -39,7 +39,9 @@ def prepare_config(cfg: Config, amp: bool | None = None) -> Config:
 
     Checks the split files, then :func:`helpers.run_config.run_config`: mixed precision on a
     GPU, and names of its own for mmengine's global objects (logger, message hub, visualizer),
-    so that a second run in the same kernel does not write into the first run's folder.
+    so that a second run in the same kernel does not write into the first run's folder. mmseg's
+    ``SegVisualizationHook`` is left out when it would draw nothing (``draw=False``, the shipped
+    default): it only warns that it does not.
     ``cfg.resume`` is kept as it is.
 
     Args:
@@ -54,7 +56,13 @@ def prepare_config(cfg: Config, amp: bool | None = None) -> Config:
         ann_file = Path(dataset.get("ann_file") or "")
         if dataset.get("type") == "PascalVOCDataset" and ann_file.parent == Path(SPLIT_DIR):
             split_ids(dataset.data_root, ann_file.stem)  # a clear error instead of an assert
-    return run_config(cfg, amp)
+    cfg = run_config(cfg, amp)
+    hooks = cfg.get("default_hooks") or {}
+    if not (hooks.get("visualization") or {}).get("draw", True):
+        # mmseg's SegVisualizationHook with draw=False (the shipped default) draws nothing and
+        # only warns, on stderr, that it does not: a run in a notebook goes without it
+        hooks.pop("visualization")
+    return cfg
 
 
 def resume_from(cfg: Config) -> str | None:

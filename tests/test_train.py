@@ -197,3 +197,72 @@ def test_cli_bad_input(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "helpers.train", "--help"],
                                capture_output=True, text=True, check=True).stdout
     assert "torchrun --nproc_per_node=N -m helpers.train" in help_text
+
+
+def _tagged(notebook: str, tag: str) -> list[str]:
+    """The sources of an instructor notebook's code cells that carry `tag`, in order."""
+    import nbformat
+
+    from helpers.env import repo_root
+
+    nb = nbformat.read(repo_root() / "source" / "voc" / notebook, as_version=4)
+    found = [c.source for c in nb.cells
+             if c.cell_type == "code" and tag in c.metadata.get("tags", [])]
+    assert found, f"{notebook} has no code cell tagged {tag!r}"
+    return found
+
+
+def test_notebook_03_trains_the_config_your_notebook_02_saved(demo_root, tmp_path, monkeypatch,
+                                                             capsys):
+    """On a CPU, notebook 03 trains the student's config: notebook 02's answers with one field
+    changed (a batch of 4, not the homework's 8) are saved by 02's cell, loaded and shrunk by
+    03's cells and trained by its training cell; the config the run recorded holds the changed
+    field and the shrink, and notebooks 04/05's chooser picks that run with that config."""
+    import types
+    from pathlib import Path
+
+    import nbformat
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from helpers import model_zoo
+    from helpers.config import find_config
+    from helpers.env import repo_root
+    from teacher.tasks import solutions
+
+    work = tmp_path / "work_dirs" / "pspnet_voc12"
+    answers = solutions(nbformat.read(repo_root() / "source" / "voc" / "02_config.ipynb",
+                                      as_version=4))
+    cfg = Config.fromfile(str(find_config("pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py")))
+    ns = dict(cfg=cfg, VOC_ROOT=str(demo_root), WORK_DIR=str(work), pretrained=None, Path=Path)
+    for task in ("model_edits", "data_edits", "schedule_edits"):
+        exec(answers[task], ns)
+    cfg.train_dataloader.batch_size = 4  # the student's own change
+    cfg.custom_imports = dict(imports=["helpers.checkpoint"], allow_failed_imports=False)
+    (save,) = _tagged("02_config.ipynb", "save_config")
+    exec(save, dict(ns, TASKS_DONE=True))
+
+    monkeypatch.setenv("SMOKE", "1")
+    monkeypatch.setenv("VOC_ROOT", str(demo_root))
+    monkeypatch.setenv("WORK_DIR", str(work))
+    (params,) = _tagged("03_training.ipynb", "parameters")
+    run = dict(S=types.SimpleNamespace(device="cpu"), Path=Path, Config=Config, Runner=Runner,
+               lr_hook=None)
+    exec(params, run)
+    assert run["SHRINK"]
+    run["CPU_ITERS"] = 4  # 4 iterations of the shrunk config are enough to prove the plumbing
+    load, shrink = _tagged("03_training.ipynb", "your_config")
+    exec(load, run)
+    exec(shrink, run)
+    run["cfg"].train_cfg.val_interval = run["cfg"].default_hooks.checkpoint.interval = 4
+    (train_cell,) = _tagged("03_training.ipynb", "train")
+    exec(train_cell, run)
+    assert "The draw is False" not in capsys.readouterr().err  # no hook that only warns
+
+    recorded = Config.fromfile(str(work / f"{run['runner'].timestamp}.py"))
+    assert recorded.train_dataloader.batch_size == 4  # the field changed in 02's answer
+    assert recorded.model.backbone.depth == 18 and recorded.crop_size == (96, 96)  # 03's shrink
+    assert recorded.model.decode_head.num_classes == 21  # the rest as 02 wrote it
+    choice = model_zoo.ensure_checkpoint(work, demo_root, download=False)
+    assert choice.source == "trained" and str(choice).startswith("Your model: ")
+    assert Config.fromfile(str(choice.config)).train_dataloader.batch_size == 4
