@@ -323,12 +323,15 @@ def test_segment_unanswered(probe, example, capsys, monkeypatch):
     assert "not answered yet" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("right", [segment_right, segment_with_pil])
-def test_segment_right_answers_are_correct(right, probe, example):
+@pytest.mark.parametrize(("right", "array"), [(segment_right, False), (segment_with_pil, True)])
+def test_segment_right_answers_are_correct(right, array, probe, example, capsys):
     before = copy.deepcopy(probe.cfg.test_pipeline)
     assert evaluate(right, tasks.verify_segment_my_image, model=probe, example=example) == (
         "correct", [])
     assert probe.cfg.test_pipeline == before  # the check gave the answer a copy of the config
+    out = capsys.readouterr().out  # an array given to inference_model: right, but told the trap
+    assert ("your function changed model.cfg" in out) == array, out
+    assert out.count("Note:") == int(array) and ("LoadImageFromNDArray" in out) == array
 
 
 @pytest.mark.parametrize(("wrong", "says"), [
