@@ -285,6 +285,10 @@ def _load(kit: str) -> tuple[dict, str]:
     for module in modules.values():
         for name in getattr(module, "PRELOAD", ()):
             importlib.import_module(name)
+        try:  # what a library does once on its first call (tables, registries), done here once
+            getattr(module, "warm_up", lambda: None)()
+        except Exception:  # noqa: BLE001,S110 (a warm-up only saves time)
+            pass
     shutil.rmtree(kit, ignore_errors=True)  # this kit and the init: not on disk for the answers
     return modules, init["scratch"]
 

@@ -4,6 +4,8 @@ One module per notebook, ``teacher/tasks/nNN_name.py``, defines
 
 - ``NOTEBOOK``: the notebook's name (``NN_name``);
 - ``PRELOAD``: libraries the harness imports once, before it forks a child per task;
+- optionally ``warm_up()``: what the libraries do once on their first call (an exporter's
+  tables), run once by the harness's server before any hand-in, with the teacher's inputs only;
 - ``TASKS``: answer cell grade_id → a dict with
   ``test`` (the grade_id of the test cell that holds the task's points in the gradebook),
   ``givens(ns, ctx)`` (puts into the answer's namespace ``ns`` the names the task text says it
