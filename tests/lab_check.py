@@ -171,6 +171,10 @@ def run_notebook(browser, url: str, name: str, work: Path, timeout_s: float) -> 
         run_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     result["seconds"] = round(time.perf_counter() - start, 1)
     page.screenshot(path=str(work / f"{Path(name).stem}.png"), full_page=False)
+    try:  # the kernel goes with its page: seven idle kernels would hold gigabytes
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    except Exception:  # noqa: BLE001,S110 (a page that never loaded has no kernel to stop)
+        pass
     page.close()
     executed = result.pop("notebook")
     if executed:
