@@ -31,8 +31,18 @@ CELLS = [
     ('import logging\nlogging.getLogger("lib").warning("careful")', "stderr: careful"),
     ('raise ValueError("a deliberate refusal")',  # tagged raises-exception below
      "error output: ValueError: a deliberate refusal"),
+    ('import warnings\nwarnings.warn("old style", FutureWarning)', None),  # allowed: CONFTEST
+    ('import warnings\nwarnings.warn("new style", FutureWarning)', "FutureWarning: new style"),
     ('"the end"', None),
 ]
+
+#: The tiny notebook's folder gets an allowlist entry for one warning, as ALLOWED would hold it.
+CONFTEST = '''import re
+
+import nbval_stderr
+
+nbval_stderr._ALLOWED.append(re.compile(r"^.*: FutureWarning: old style\\n(?:  .*\\n)?", re.M))
+'''
 
 
 def _nbval(folder: Path, *plugin: str) -> list[str]:
@@ -57,6 +67,7 @@ def notebooks(tmp_path_factory) -> Path:
     cells = [nbformat.v4.new_code_cell(source) for source, _ in CELLS]
     cells[6].metadata["tags"] = ["raises-exception"]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), folder / "pink.ipynb")
+    (folder / "conftest.py").write_text(CONFTEST)
     return folder
 
 
