@@ -56,8 +56,8 @@ release: $(STAMP)
 # DIR/STUDENT/NN_name.ipynb → OUT (CSV student,notebook,score,max_score), the class gradebook
 # (COURSE/gradebook.db, default build/grade/) and HTML feedback per student (FEEDBACK, default
 # feedback/ beside OUT). Only answer cells count: each runs alone with its task's givens, in a
-# bubblewrap sandbox per hand-in with those limits (UNSAFE_NO_SANDBOX=1 opts out); CELL_TIMEOUT
-# caps one task, NOTEBOOK_TIMEOUT one hand-in. JOBS hand-ins at a time (default: one per core,
+# bubblewrap sandbox per JOBS slot (a grading server, wiped clean between hand-ins) with those
+# limits (UNSAFE_NO_SANDBOX=1 opts out); CELL_TIMEOUT caps one task, NOTEBOOK_TIMEOUT one hand-in. JOBS hand-ins at a time (default: one per core,
 # within memory at MEM_LIMIT each), or on the workers of a Dask cluster (SCHEDULER). VOC_ROOT is
 # the data the tasks are graded on; COURSE_TOML (default course.toml) the deadlines and late rule
 # behind OUT's late_days, penalty and final_score columns.

@@ -11,11 +11,14 @@ kept, no output, no other cell, no file, is read, let alone run, outside a sandb
    modules, :mod:`teacher.tasks`), and shared read-only.
 3. **Truths.** The harness (teacher/kit/harness.py) runs the instructor's solutions, task by task,
    in the sandbox: each probe's payload per case kind is a truth.
-4. **Hand-ins.** Per notebook hand-in, one sandbox (:mod:`teacher.sandbox`: no network, a fresh
-   HOME and scratch folder, only the Python environment, the dataset, the fixtures and the
-   harness; never the course's package, the gradebook, the sources or the truths) runs the
-   harness: it imports the libraries once and forks a child per task that builds the task's
-   givens, runs the hand-in's answer cell and the hidden probe. What comes back is capped JSON.
+4. **Hand-ins.** Per JOBS slot or Dask worker thread, one sandbox (:mod:`teacher.sandbox`: no
+   network, a fresh HOME and scratch folder, only the Python environment, the dataset, the
+   fixtures and the harness; never the course's package, the gradebook, the sources or the
+   truths) runs the harness as a server (:func:`teacher.tasks.server`): it imports the libraries
+   once, then grades one hand-in after another, each in a process forked before its job is read,
+   which forks a child per task that builds the task's givens, runs the hand-in's answer cell and
+   the hidden probe; what a hand-in leaves (processes, files) is gone before the next. What
+   comes back is capped JSON.
 5. **Verdicts.** In this process each case kind's payload is compared with the truth
    (:mod:`teacher.verdicts`): points per case kind, one line per task.
 6. **Feedback and merge.** HTML feedback per hand-in from the verdicts only

@@ -166,9 +166,14 @@ def test_the_csv_the_gradebook_and_the_feedback(graded):
     with (base / "out" / "grades.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["student", "notebook", "score", "max_score", "late_days", "penalty",
-                             "final_score", "time_source"]
-    assert {(r["student"], r["notebook"]): (float(r["score"]), float(r["max_score"]))
+                             "final_score", "time_source", "auto_score", "auto_max",
+                             "manual_score", "manual_max", "manual_pending"]
+    assert {(r["student"], r["notebook"]): (float(r["auto_score"]), float(r["auto_max"]))
             for r in rows} == {k: (r.score, r.max_score) for k, r in results.items()}
+    # the written answers (graded by hand, none yet) count 0 of their points in the total
+    for r in rows:
+        assert float(r["score"]) == float(r["auto_score"])
+        assert float(r["max_score"]) == float(r["auto_max"]) + float(r["manual_max"])
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{base / 'course' / 'gradebook.db'}") as gb:
