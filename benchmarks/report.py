@@ -312,7 +312,7 @@ def readme_rows(results: dict, info: dict, summary: dict) -> list[str]:
                  if name.startswith("notebook ")}
     total = _median(results, "notebooks", "notebooks, all together")
     if total is not None:
-        rows.append("| all six notebooks under `SMOKE=1` (`make test`'s settings) | "
+        rows.append(f"| all {len(notebooks)} notebooks under `SMOKE=1` (`make test`'s settings) | "
                     f"{total:.0f} s (" + ", ".join(f"{k}: {v:.0f} s" for k, v in notebooks.items())
                     + ") |")
     train = {k: _median(results, "train", f"smoke {k}") for k in (
