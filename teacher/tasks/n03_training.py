@@ -105,7 +105,10 @@ def _quick(path):
     each time a run logs or saves it (every checkpoint), seconds each on a busy CPU."""
     from mmengine.config import Config
 
-    return Config.fromfile(str(path), format_python_code=False)
+    cfg = Config.fromfile(str(path), format_python_code=False)
+    # mmengine 0.10.7's fromfile drops the flag for a plain (not lazy-import) file: set it.
+    object.__setattr__(cfg, "_format_python_code", False)
+    return cfg
 
 
 def _load_checkpoints() -> None:
