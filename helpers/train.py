@@ -58,7 +58,7 @@ def prepare_config(cfg: Config, amp: bool | None = None) -> Config:
             split_ids(dataset.data_root, ann_file.stem)  # a clear error instead of an assert
     cfg = run_config(cfg, amp)
     hooks = cfg.get("default_hooks") or {}
-    if not (hooks.get("visualization") or {}).get("draw", True):
+    if not (hooks.get("visualization") or {"draw": True}).get("draw", False):
         # mmseg's SegVisualizationHook with draw=False (the shipped default) draws nothing and
         # only warns, on stderr, that it does not: a run in a notebook goes without it
         hooks.pop("visualization")
