@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                                 HIDDEN=base / "hidden", SCRATCH=base / "lb-scratch")
     steps["report"] = make("report", FEEDBACK=out / "feedback", OUT=out / "report.html",
                            GRADES=out / "grades.csv", SIMILARITY=out / "similarity.json",
-                           LEADERBOARD=out / "leaderboard.json")
+                           LEADERBOARD=out / "leaderboard.html.json")
     steps["regrade one task"] = make("regrade", SUBMITTED=submitted, OUT=out / "grades.csv",
                                      COURSE=base / "course", STUDENT="student07",
                                      NOTEBOOK="02_config", TASK="final_lr")
