@@ -26,9 +26,13 @@ export PYTHONHASHSEED := 0
 # (every check passes with the solutions).
 SMOKE_ENV := SMOKE=1 VOC_ROOT=$(CURDIR)/build/smoke/VOCdevkit/VOC2012 \
   WORK_DIR=$(CURDIR)/build/smoke/work_dirs/pspnet_voc12
+# TEST_WORKERS: pytest-xdist workers, each one test file at a time, the slowest files first; the
+# session fixtures (demo data, the trained smoke run) are made once and shared (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: $(STAMP) check-outputs lint
 	rm -rf build/smoke
-	$(SMOKE_ENV) $(VENV_PATH) $(PY) -m pytest tests -p no:cacheprovider
+	$(SMOKE_ENV) $(VENV_PATH) $(PY) -m pytest tests -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
+	  --no-loadscope-reorder --durations=15
 	$(VENV_PATH) $(PY) -m teacher.release --out build/student
 	cd build/student && git init -q && git add -A \
 	  && git -c user.name=release -c user.email=release@localhost commit -qm "student release"

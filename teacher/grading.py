@@ -10,7 +10,8 @@ kept, no output, no other cell, no file, is read, let alone run, outside a sandb
    exported graph) is made once, by the grader, with a fixed seed (``fixtures()`` of the task
    modules, :mod:`teacher.tasks`), and shared read-only.
 3. **Truths.** The harness (teacher/kit/harness.py) runs the instructor's solutions, task by task,
-   in the sandbox: each probe's payload per case kind is a truth.
+   in the sandbox, on the grading servers of step 4 (which then go on to the hand-ins): each
+   probe's payload per case kind is a truth.
 4. **Hand-ins.** Per JOBS slot or Dask worker thread, one sandbox (:mod:`teacher.sandbox`: no
    network, a fresh HOME and scratch folder, only the Python environment, the dataset, the
    fixtures and the harness; never the course's package, the gradebook, the sources or the
@@ -163,8 +164,9 @@ _SERVERS_LOCK = threading.Lock()
 
 def _server(settings: _Settings, base: Path):
     """This thread's grading server (:func:`teacher.tasks.server`) for `settings`: started at
-    the thread's first hand-in, it grades every later one, so the sandbox starts and the
-    libraries are imported once per JOBS slot or Dask worker thread, not once per hand-in."""
+    the thread's first job (the solutions' truths, then the hand-ins on the same threads), it
+    grades every later one, so the sandbox starts and the libraries are imported once per JOBS
+    slot or Dask worker thread and grading run, not once per hand-in."""
     graded = sorted(settings.fixtures)
     key = (tuple(graded), settings.voc_root, tuple(sorted(settings.fixtures.items())),
            settings.use_sandbox, settings.threads)
@@ -391,7 +393,7 @@ def _class_gradebook(course: Path, source: Path, names: list[str]) -> None:
                            f"{(done.stdout + done.stderr)[-3000:]}")
 
 
-def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,
+def _map(settings: _Settings, work: dict[str, dict[str, str]], pool: ThreadPoolExecutor,
          scheduler: str | None, scratch: Path, report: Callable[[dict], None],
          previous: dict[str, dict] | None = None) -> list[dict]:
     before = (lambda student: previous.get(student, {})) if previous is not None else \
@@ -416,13 +418,12 @@ def _map(settings: _Settings, work: dict[str, dict[str, str]], jobs: int,
                 report(done[-1])
             return done
     done = []
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="job") as pool:
-        futures = [pool.submit(_grade_student, student, notebooks, settings, str(scratch),
-                               before(student), [name])
-                   for student, notebooks in work.items() for name in _names(notebooks)]
-        for future in futures:
-            done.append(future.result())
-            report(done[-1])
+    futures = [pool.submit(_grade_student, student, notebooks, settings, str(scratch),
+                           before(student), [name])
+               for student, notebooks in work.items() for name in _names(notebooks)]
+    for future in futures:
+        done.append(future.result())
+        report(done[-1])
     return done
 
 
@@ -520,11 +521,19 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     scratch = course / "scratch"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="truth") as pool:
+    # One pool of JOBS threads for the truths and the hand-ins: each thread's grading server
+    # (started by the truths, wiped clean after every hand-in) goes on to grade the class.
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="job")
+    try:
         settings.truths = dict(zip(chosen, pool.map(
             lambda n: _cached_truths(n, settings, scratch, source, course / "truths"), chosen),
             strict=True))
-    close_servers()  # the truths' threads are done
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        close_servers()
+        raise
+    if scheduler:  # the Dask workers start their own servers
+        close_servers()
     LAST_RUN.clear()
     LAST_RUN.update(jobs=jobs, truths=time.monotonic() - began)
 
@@ -552,8 +561,9 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
         settings.notebooks = chosen
     began = time.monotonic()
     try:
-        done = _map(settings, work, jobs, scheduler, scratch, report, previous)
+        done = _map(settings, work, pool, scheduler, scratch, report, previous)
     finally:
+        pool.shutdown()
         close_servers()
     LAST_RUN.update(hand_ins=time.monotonic() - began)
     fresh = {(r.student, r.notebook) for r in results}

@@ -7,17 +7,36 @@
   EXIF orientation that says how to turn it upright.
 
 Both are read-only for the tests that use them: copy what you need to change into ``tmp_path``.
+Under pytest-xdist (``make test`` runs two workers) the first worker that needs one makes it in
+the run's shared temporary folder and the other reads it there (:func:`_shared`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # xdist workers share the cores, not each all
+    _THREADS = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, _THREADS)
+
+#: The files that take minutes (``--durations``), started first so that the xdist workers
+#: (``make test``: ``--dist loadfile --no-loadscope-reorder``) end together.
+SLOW_FIRST = ("test_grading.py", "test_grading_cluster.py", "test_checks_onnx.py",
+              "test_export.py", "test_grading_runs.py", "test_train.py",
+              "test_checks_training.py", "test_command_lines.py", "test_leaderboard.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: same order else
 
 
 @dataclass(frozen=True)
@@ -32,13 +51,32 @@ class TrainedRun:
     metrics: dict[str, float] = field(default_factory=dict)  #: final validation metrics
 
 
+def _shared(tmp_path_factory: pytest.TempPathFactory, name: str,
+            make: Callable[[Path], dict]) -> dict:
+    """``make(folder)`` once per test run, whatever the number of xdist workers: its JSON result
+    is kept beside the folder, and a worker that finds it (under the lock) reads it instead."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above every worker's own
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.json"
+    with FileLock(str(base / f"shared-{name}.lock")):
+        if not done.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(make(folder)))
+    return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic VOC2012 folder (``VOCdevkit/VOC2012``) with the generator's default splits."""
     from helpers.demo_data import make_demo_dataset
 
-    base = tmp_path_factory.mktemp("demo_voc")
-    return Path(make_demo_dataset(base / "VOCdevkit" / "VOC2012", seed=0))
+    def make(base: Path) -> dict:
+        return {"root": str(make_demo_dataset(base / "VOCdevkit" / "VOC2012", seed=0))}
+
+    return Path(_shared(tmp_path_factory, "demo_voc", make)["root"])
 
 
 @pytest.fixture
@@ -66,15 +104,21 @@ def trained_smoke(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from helpers.config import CONFIG_NAME, build_config, save_config
     from helpers.train import train
 
-    work_dir = tmp_path_factory.mktemp("smoke_run") / "pspnet_voc12"
-    cfg = build_config("smoke", demo_root, work_dir)
-    config_path = save_config(cfg, work_dir / CONFIG_NAME)
-    metrics = train(cfg)
+    def make(base: Path) -> dict:
+        work_dir = base / "pspnet_voc12"
+        cfg = build_config("smoke", demo_root, work_dir)
+        config_path = save_config(cfg, work_dir / CONFIG_NAME)
+        metrics = {k: float(v) for k, v in train(cfg).items()}
+        return dict(work_dir=str(work_dir), config_path=str(config_path),
+                    checkpoint=str(find_checkpoint(work_dir, "best")),
+                    last_checkpoint=str(find_checkpoint(work_dir, "last")), metrics=metrics)
+
+    run = _shared(tmp_path_factory, "smoke_run", make)
     return TrainedRun(
-        work_dir=work_dir,
-        config_path=config_path,
-        checkpoint=find_checkpoint(work_dir, "best"),
-        last_checkpoint=find_checkpoint(work_dir, "last"),
+        work_dir=Path(run["work_dir"]),
+        config_path=Path(run["config_path"]),
+        checkpoint=Path(run["checkpoint"]),
+        last_checkpoint=Path(run["last_checkpoint"]),
         voc_root=demo_root,
-        metrics=metrics,
+        metrics=run["metrics"],
     )
