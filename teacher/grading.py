@@ -483,6 +483,7 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
             raise ValueError(f"no such {what}: {', '.join(unknown)} (have: {', '.join(known)})")
     hand_ins = _hand_ins(Path(submitted), names)
     earlier: list[Result] = []
+    made = None
     if regrade:
         earlier = _earlier(feedback)
         graded = sorted({r.notebook for r in earlier})
@@ -508,7 +509,11 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
         for folder in kept:
             (parked / folder.name).rename(course / folder.name)
         shutil.rmtree(parked, ignore_errors=True)
-        _class_gradebook(course, source, names)
+        # nbgrader makes the gradebook (seconds) while the fixtures, truths and hand-ins are
+        # graded: the scores go in at the end
+        book = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradebook")
+        made = book.submit(_class_gradebook, course, source, names)
+        book.shutdown(wait=False)
     chosen = [n for n in graded if not notebooks or n in notebooks]
     voc_root = os.environ.get("VOC_ROOT", str(root / "data" / "VOCdevkit" / "VOC2012"))
     ensure_dataset(voc_root)  # as the notebooks would: a sandbox sees the dataset read-only
@@ -568,6 +573,8 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     LAST_RUN.update(hand_ins=time.monotonic() - began)
     fresh = {(r.student, r.notebook) for r in results}
     results += [r for r in earlier if (r.student, r.notebook) not in fresh]
+    if made is not None:
+        made.result()  # nbgrader's error, if any, stops the run here
     _record_scores(course / "gradebook.db", done)
     shutil.rmtree(scratch, ignore_errors=True)
     results.sort(key=lambda r: (r.student, r.notebook))

@@ -41,11 +41,12 @@ def test_make_grade_with_jobs_and_a_dask_cluster_gives_the_grades_of_one_job_and
     def make_grade(label: str, *options: str) -> str:
         out = tmp_path / f"{label}.csv"
         done = subprocess.run(["make", "-s", "grade", f"SUBMITTED={sub}", f"OUT={out}",
-                               f"COURSE={tmp_path / label}", *options], cwd=ROOT, env=env,
+                               f"COURSE={tmp_path / 'course'}", *options], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         return out.read_text()
 
+    # one COURSE, as a teacher grades again: the fixtures and truths of the first run are kept
     one, two = make_grade("jobs1", "JOBS=1"), make_grade("jobs2", "JOBS=2")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -76,7 +77,7 @@ def test_make_grade_with_jobs_and_a_dask_cluster_gives_the_grades_of_one_job_and
            with_answers(source, dict(wrong_answers("00_environment"), **fixed)))
     before = json.loads((tmp_path / "feedback" / "verdicts.json").read_text())
     done = subprocess.run(["make", "-s", "regrade", f"SUBMITTED={sub}",
-                           f"OUT={tmp_path / 'dask.csv'}", f"COURSE={tmp_path / 'dask'}",
+                           f"OUT={tmp_path / 'dask.csv'}", f"COURSE={tmp_path / 'course'}",
                            "STUDENT=ann,bob", "TASK=voc_configs"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -94,6 +95,6 @@ def test_make_grade_with_jobs_and_a_dask_cluster_gives_the_grades_of_one_job_and
     assert regraded == dict(scores, bob=scores["bob"] + 1 - old_bob["tasks"]["voc_configs"][0])
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{tmp_path / 'dask' / 'gradebook.db'}") as gb:
+    with Gradebook(f"sqlite:///{tmp_path / 'course' / 'gradebook.db'}") as gb:
         assert gb.find_submission_notebook("00_environment", "voc", "bob").score == \
             pytest.approx(regraded["bob"])

@@ -103,7 +103,8 @@ def test_hostile_answers_are_contained_and_an_honest_one_scores(tmp_path, demo_r
     results = grading.grade(sub, tmp_path / "grades.csv", course=course, cell_timeout=60,
                             notebook_timeout=300, jobs=2)
     got = {r.student: r for r in results}
-    assert {a: got[a].tasks["voc_configs"][0] for a in ATTACKS} == dict.fromkeys(ATTACKS, 0)
+    assert {a: got[a].tasks["voc_configs"][0] for a in ATTACKS} == dict.fromkeys(ATTACKS, 0), \
+        {a: got[a].tasks["voc_configs"] for a in ATTACKS}
     assert not planted.exists()
     try:
         listener.accept()
@@ -115,7 +116,7 @@ def test_hostile_answers_are_contained_and_an_honest_one_scores(tmp_path, demo_r
     assert "MEM_LIMIT" in got["memory"].message, got["memory"]
     assert "PROC_LIMIT" in got["processes"].message, got["processes"]
     # the other tasks of a hand-in whose sandbox was not stopped are graded as usual
-    assert got["network"].score == got["network"].max_score - 1
+    assert got["network"].score == got["network"].max_score - 1, got["network"]
 
 
 def test_without_a_sandbox_grading_refuses_in_one_line(tmp_path, monkeypatch, capsys):
