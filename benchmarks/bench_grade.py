@@ -6,8 +6,9 @@ Hands in the instructor notebooks (solutions: every probe runs) for `--students`
 grades them three times, under SMOKE=1 on a fresh demo dataset: sandboxed with JOBS=1, sandboxed
 with JOBS=2, and with UNSAFE_NO_SANDBOX=1 and JOBS=1. It measures
 
-- hand-ins per hour in each run, from the time of the hand-in phase alone (the course and the
-  truths are made once per grading run, whatever the class size);
+- hand-ins per hour in each run, from the time of the hand-in phase alone (the course, the
+  truths and the JOBS grading servers, which the truths start and the hand-ins then reuse, are
+  made once per grading run, whatever the class size);
 - the JOBS=2 / JOBS=1 speed-up, and that both give the same grades;
 - the sandbox's overhead: sandboxed / unsandboxed time per hand-in, minus one;
 - the peak memory of a sandboxed kernel (all its processes, RSS, the watchdog's largest reading).

@@ -239,8 +239,9 @@ def grading_section(grade: dict) -> list[str]:
                    f"{run['peak_memory_mb']:.0f} MiB | {run['full_marks']} |")
     per = runs.get("jobs1", {}).get("sandbox_s_per_notebook", {})
     if per:
-        out += ["", "One hand-in's sandbox at JOBS=1 (start, libraries imported once, every task "
-                "forked from it, fixtures and truths made before): " + ", ".join(
+        out += ["", "One hand-in on its JOBS=1 grading server (the server started, its libraries "
+                "imported and the fixtures and truths made before the hand-ins; every task forked "
+                "from the hand-in's process): " + ", ".join(
                     f"{n} {s:.1f} s" for n, s in per.items())
                 + f"; mean **{sum(per.values()) / len(per):.1f} s** (target at most 5 s)."]
     out += ["", f"- JOBS=2 / JOBS=1 on {m.get('logical_cores', '?')} cores: "
