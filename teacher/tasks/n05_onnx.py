@@ -4,7 +4,8 @@ A task module (see teacher/tasks/__init__.py) imports only libraries at its top:
 inside the grading sandbox, where the course's package does not exist.
 
 :func:`fixtures` (outside the sandbox, once per grading run) writes a config (the smoke preset's
-PSPNet, cut to two backbone stages so that torch's exporter traces it in a few seconds) and two
+PSPNet, cut to two backbone stages and two pooling scales so that torch's exporter traces it in a
+few seconds) and two
 fixed-seed PSPNets built from it (``graph_model.pth``, ``other_model.pth``), and exports the first
 with the course's own exporter to a dynamic, verified ``pspnet_dynamic.onnx``. Task 2 exports the
 *other* model (so a copy of the fixture's graph is wrong at every size); Tasks 3 and 4 run the
@@ -59,7 +60,11 @@ def fixtures(folder, voc_root):
     cfg = build_config("smoke", voc_root, str(folder / "work"))
     cfg.pop("custom_imports", None)  # helpers.checkpoint: not in the sandbox
     cfg.model.backbone.update(num_stages=2, strides=(1, 2), dilations=(1, 1), out_indices=(0, 1))
-    cfg.model.decode_head.update(in_channels=2 * cfg.model.backbone.base_channels, in_index=1)
+    # pooling to 1 and 3 cells (not 1, 2, 3, 6): 3 divides few feature maps, so an export without
+    # the exact pooling is still wrong at most sizes, and the student's export traces 10 cells,
+    # not 50 (9 s instead of 13 s on 2 cores)
+    cfg.model.decode_head.update(in_channels=2 * cfg.model.backbone.base_channels, in_index=1,
+                                 pool_scales=(1, 3))
     cfg.model.auxiliary_head = None
     cfg.dump(str(folder / CONFIG))
     meta = {"dataset_meta": {"classes": list(voc.CLASSES),
