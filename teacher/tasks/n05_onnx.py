@@ -5,9 +5,9 @@ inside the grading sandbox, where the course's package does not exist.
 
 :func:`fixtures` (outside the sandbox, once per grading run) writes a config (the smoke preset's
 PSPNet, cut to two backbone stages and two pooling scales so that torch's exporter traces it in a
-few seconds) and two
-fixed-seed PSPNets built from it (``graph_model.pth``, ``other_model.pth``), and exports the first
-with the course's own exporter to a dynamic, verified ``pspnet_dynamic.onnx``. Task 2 exports the
+few seconds) and two fixed-seed PSPNets built from it (``graph_model.pth``, ``other_model.pth``),
+and exports the first with the course's own exporter to a dynamic, verified
+``pspnet_dynamic.onnx``. Task 2 exports the
 *other* model (so a copy of the fixture's graph is wrong at every size); Tasks 3 and 4 run the
 fixture's graph, Task 3 against the model it was exported from, rebuilt with mmseg's
 ``init_model``.
