@@ -526,22 +526,6 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
     scratch = course / "scratch"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
-    # One pool of JOBS threads for the truths and the hand-ins: each thread's grading server
-    # (started by the truths, wiped clean after every hand-in) goes on to grade the class.
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="job")
-    try:
-        settings.truths = dict(zip(chosen, pool.map(
-            lambda n: _cached_truths(n, settings, scratch, source, course / "truths"), chosen),
-            strict=True))
-    except BaseException:
-        pool.shutdown(cancel_futures=True)
-        close_servers()
-        raise
-    if scheduler:  # the Dask workers start their own servers
-        close_servers()
-    LAST_RUN.clear()
-    LAST_RUN.update(jobs=jobs, truths=time.monotonic() - began)
-
     results: list[Result] = []
 
     def report(one: dict) -> None:
@@ -563,12 +547,23 @@ def grade(submitted: str | Path, out: str | Path, *, source: str | Path | None =
         previous = {}
         for r in earlier:
             previous.setdefault(r.student, {})[r.notebook] = r.tasks
-        settings.notebooks = chosen
-    began = time.monotonic()
+    # One pool of JOBS threads for the truths and the hand-ins: each thread's grading server
+    # (started by the truths, wiped clean after every hand-in) goes on to grade the class.
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="job")
     try:
+        settings.truths = dict(zip(chosen, pool.map(
+            lambda n: _cached_truths(n, settings, scratch, source, course / "truths"), chosen),
+            strict=True))
+        if scheduler:  # the Dask workers start their own servers
+            close_servers()
+        LAST_RUN.clear()
+        LAST_RUN.update(jobs=jobs, truths=time.monotonic() - began)
+        if regrade:
+            settings.notebooks = chosen
+        began = time.monotonic()
         done = _map(settings, work, pool, scheduler, scratch, report, previous)
     finally:
-        pool.shutdown()
+        pool.shutdown(cancel_futures=True)
         close_servers()
     LAST_RUN.update(hand_ins=time.monotonic() - began)
     fresh = {(r.student, r.notebook) for r in results}

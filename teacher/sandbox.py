@@ -73,6 +73,10 @@ OPT_OUT = "UNSAFE_NO_SANDBOX=1"
 POLL_SECONDS = 0.05
 """How often the watchdog reads the sandbox's processes."""
 
+IDLE_POLL_SECONDS = 1.0
+"""How often it reads them while a :class:`Session` waits between requests (its process has
+ended everything the last request started before answering it, as the harness does)."""
+
 ETC_FILES = ("alternatives", "group", "host.conf", "hosts", "ld.so.cache", "ld.so.conf",
              "ld.so.conf.d", "localtime", "nsswitch.conf", "os-release", "passwd")
 """What the sandbox sees of /etc (read-only, where they exist): what Python, its shared
@@ -375,28 +379,37 @@ class _Usage:
 def _usage(proc: str) -> _Usage:
     """Tasks, resident bytes and the largest per-process CPU time of the processes in the procfs
     `proc` (the sandbox's own /proc, seen from outside: it lists exactly the sandbox's processes,
-    those of namespaces nested in it included)."""
+    those of namespaces nested in it included). One read of /proc/PID/stat per process, opened
+    relative to the procfs (the watchdog runs this 20 times a second beside the answers)."""
     usage = _Usage()
     pids = []
     try:
-        entries = list(os.scandir(proc))
+        top = os.open(proc, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return usage  # the sandbox is ending
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-            with open(f"{proc}/{entry.name}/statm", "rb") as f:
-                rss_pages = int(f.read().split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile
-        fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) "
-        usage.tasks += int(fields[17])                  # num_threads
-        usage.cpu_max = max(usage.cpu_max, (int(fields[11]) + int(fields[12])) / _TICK)
-        usage.rss += rss_pages * _PAGE
-        pids.append(int(entry.name))
+    try:
+        for name in os.listdir(top):
+            if not name.isdigit():
+                continue
+            try:
+                fd = os.open(f"{name}/stat", os.O_RDONLY, dir_fd=top)
+                try:
+                    stat = os.read(fd, 4096)
+                finally:
+                    os.close(fd)
+                fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) "
+                tasks, rss = int(fields[17]), int(fields[21])  # num_threads, rss (pages)
+                cpu = (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            usage.tasks += tasks
+            usage.cpu_max = max(usage.cpu_max, cpu)
+            usage.rss += rss * _PAGE
+            pids.append(int(name))
+    except OSError:
+        pass
+    finally:
+        os.close(top)
     usage.pids = tuple(pids)
     return usage
 
@@ -613,7 +626,11 @@ class Session:
     request gets the reason, and the next request starts a fresh one.
 
     Starting the sandbox and importing the libraries is what costs (several seconds); a session
-    pays it once for many requests.
+    pays it once for many requests. The process must end everything a request started before it
+    says done (the harness kills every other process of the sandbox and empties its writable
+    places first): between requests, only the process itself runs, and the watchdog checks it
+    every :data:`IDLE_POLL_SECONDS` instead of every :data:`POLL_SECONDS`, so that an idle
+    server costs the machine nothing while another grades.
     """
 
     def __init__(self, argv: Sequence[str], *, read_only: Iterable[str | os.PathLike[str]] = (),
@@ -630,6 +647,7 @@ class Session:
         self._box: _Sandbox | subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._watch: threading.Thread | None = None
+        self._busy = threading.Event()  # set from a request's start to its answer's end
         self.starts = 0
 
     # -- the process -------------------------------------------------------------------------
@@ -661,7 +679,10 @@ class Session:
             if hit:
                 box.stop(hit)
                 return
-            time.sleep(POLL_SECONDS)
+            if self._busy.is_set():
+                time.sleep(POLL_SECONDS)
+            else:  # idle: a request's start wakes it at once
+                self._busy.wait(IDLE_POLL_SECONDS)
 
     def close(self) -> None:
         """Stop the sandbox (a later request starts a fresh one)."""
@@ -701,12 +722,16 @@ class Session:
             proc = box.proc if isinstance(box, _Sandbox) else box
             if isinstance(box, _Sandbox):
                 box.peak = 0
+            self._busy.set()  # the watchdog checks every POLL_SECONDS until the answer ends
             try:
-                proc.stdin.write(json.dumps(message).encode() + b"\n")
-                proc.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass
-            reason = self._answers(proc, time.monotonic() + timeout, on_line, max_bytes)
+                try:
+                    proc.stdin.write(json.dumps(message).encode() + b"\n")
+                    proc.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    pass
+                reason = self._answers(proc, time.monotonic() + timeout, on_line, max_bytes)
+            finally:
+                self._busy.clear()
             hit = box.limit_hit if isinstance(box, _Sandbox) else None
             peak = box.peak if isinstance(box, _Sandbox) else 0
             if reason or hit:

@@ -369,3 +369,59 @@ def test_torch_and_mmseg_work_under_the_default_limits(course):
     assert versions["course"] == "voc" and versions["user"]
     assert (alice / "result.txt").read_text() == "(2, 8, 62, 62)"
     assert "cpuinfo" not in result.output, result.output  # no complaint about the hidden /sys
+
+
+SERVER = """
+import json, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    if job["what"] == "work":
+        time.sleep(job["seconds"])
+    else:  # answers, then misbehaves between requests
+        print(json.dumps({"done": True}), flush=True)
+        blob = b"x" * (1 << 30)
+        time.sleep(60)
+    print(json.dumps({"done": True}), flush=True)
+"""
+
+
+@needs_sandbox
+def test_a_session_watches_closely_during_requests_and_still_between(course, monkeypatch):
+    """The watchdog checks every POLL_SECONDS while a request runs and once a second while the
+    server waits (it costs an idle server nothing), and still stops a server that grows
+    between requests."""
+    checks = []
+    real = sandbox._Sandbox.check
+
+    def counted(self):
+        checks.append(time.monotonic())
+        return real(self)
+
+    monkeypatch.setattr(sandbox._Sandbox, "check", counted)
+    alice = course / "submitted" / "alice"
+    session = sandbox.Session([sys.executable, "-c", SERVER], writable=[alice],
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(alice)}, cwd=alice,
+                              limits=Limits(memory=512 << 20, wall_seconds=120))
+
+    def between(start: float, end: float) -> int:
+        return sum(start <= t <= end for t in checks)
+
+    try:
+        assert session.request({"what": "work", "seconds": 0.1}, 60, print, 1 << 20)[0] == ""
+        began = time.monotonic()
+        assert session.request({"what": "work", "seconds": 1.5}, 60, print, 1 << 20)[0] == ""
+        busy = between(began, time.monotonic())
+        began = time.monotonic()
+        time.sleep(2.5)
+        idle = between(began, time.monotonic())
+        assert busy >= 10 and idle <= 4, (busy, idle)  # 1.5 s at 20 a second; 2.5 s at 1
+        assert session.request({"what": "grow"}, 60, print, 1 << 20)[0] == ""
+        box = session._box
+        deadline = time.monotonic() + 60
+        while box.limit_hit is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert box.limit_hit == "memory" and box.proc.poll() is not None
+        assert session.request({"what": "work", "seconds": 0}, 60, print, 1 << 20)[0] == ""
+        assert session.starts == 2
+    finally:
+        session.close()
