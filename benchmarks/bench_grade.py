@@ -9,9 +9,15 @@ with JOBS=2, and with UNSAFE_NO_SANDBOX=1 and JOBS=1. It measures
 - hand-ins per hour in each run, from the time of the hand-in phase alone (the course, the
   truths and the JOBS grading servers, which the truths start and the hand-ins then reuse, are
   made once per grading run, whatever the class size);
-- the JOBS=2 / JOBS=1 speed-up, and that both give the same grades;
-- the sandbox's overhead: sandboxed / unsandboxed time per hand-in, minus one;
-- the peak memory of a sandboxed kernel (all its processes, RSS, the watchdog's largest reading).
+- the JOBS=2 / JOBS=1 speed-up, and that all three runs give the same grades;
+- the peak memory of a sandboxed kernel (all its processes, RSS, the watchdog's largest reading);
+- the sandbox's overhead, paired: a sandboxed and an unsandboxed grading server, both started and
+  warmed up, grade the same solution hand-in of each notebook one after the other, `--rounds`
+  times, the order swapped every round (so that the machine's drift over minutes, which the
+  three whole runs above suffer one after the other, falls on both alike). Per notebook: the
+  median over rounds of sandboxed / unsandboxed seconds, minus one; in all: the sum of the
+  sandboxed medians over the sum of the unsandboxed ones, minus one. Beside it, the grader's
+  own CPU seconds per hand-in in each mode (the sandbox's watchdog polls /proc in the grader).
 
 The projection of a class of 1,000 students × 6 notebooks uses the model
 
@@ -76,8 +82,60 @@ def _run(submitted: Path, base: Path, label: str, jobs: int, sandboxed: bool,
                 full_marks=all(r.score == r.max_score for r in handed))
 
 
-def project(runs: dict[str, dict]) -> dict:
-    """The model of the module's docstring, from the three runs."""
+def paired(notebooks: list[str], base: Path, rounds: int) -> dict:
+    """The sandbox's overhead measured pairwise (see the module's docstring)."""
+    import statistics
+
+    from teacher import grading, sandbox, tasks
+
+    voc_root = os.environ["VOC_ROOT"]
+    made = grading.fixtures(notebooks, base / "course-jobs1" / "fixtures", voc_root)
+    answers = {n: tasks.solutions(json.loads((HERE.parent / "source" / "voc" /
+                                              f"{n}.ipynb").read_text())) for n in notebooks}
+    threads = os.cpu_count() or 1
+    servers = {mode: tasks.server(notebooks, folder=base / f"paired-{mode}", voc_root=voc_root,
+                                  fixtures=[made[n] for n in notebooks],
+                                  use_sandbox=mode == "sandboxed", limits=sandbox.Limits(),
+                                  threads=threads) for mode in ("sandboxed", "unsafe")}
+    seconds = {mode: {n: [] for n in notebooks} for mode in servers}
+    cpu = {mode: 0.0 for mode in servers}
+
+    def one(mode: str, name: str) -> float:
+        wall, own = time.monotonic(), time.process_time()
+        results, why, _ = tasks.run(name, answers[name], folder=base / "paired", voc_root=voc_root,
+                                    fixtures=made[name], use_sandbox=mode == "sandboxed",
+                                    threads=threads, session=servers[mode])
+        if why or len(results) != len(tasks.module(name).TASKS):
+            raise RuntimeError(f"{mode} {name}: {why or 'a task sent no result'}")
+        cpu[mode] += time.process_time() - own
+        return time.monotonic() - wall
+
+    try:
+        for mode in servers:  # start the servers, import the libraries, warm the caches
+            for name in notebooks:
+                one(mode, name)
+        cpu = {mode: 0.0 for mode in servers}
+        for k in range(rounds):
+            order = ("sandboxed", "unsafe") if k % 2 == 0 else ("unsafe", "sandboxed")
+            for name in notebooks:
+                for mode in order:
+                    seconds[mode][name].append(one(mode, name))
+    finally:
+        for session in servers.values():
+            session.close()
+    per_notebook = {n: statistics.median(a / b for a, b in zip(
+        seconds["sandboxed"][n], seconds["unsafe"][n], strict=True)) - 1 for n in notebooks}
+    medians = {mode: {n: statistics.median(v) for n, v in per.items()}
+               for mode, per in seconds.items()}
+    return dict(rounds=rounds, seconds=seconds, medians=medians, per_notebook=per_notebook,
+                overhead=sum(medians["sandboxed"].values()) / sum(medians["unsafe"].values()) - 1,
+                grader_cpu_s_per_hand_in={m: c / (rounds * len(notebooks))
+                                          for m, c in cpu.items()})
+
+
+def project(runs: dict[str, dict], pairs: dict | None = None) -> dict:
+    """The model of the module's docstring, from the three runs (and the sandbox's overhead
+    from the paired rounds, when given)."""
     one, two = runs["jobs1"], runs["jobs2"]
     speedup = two["per_hour"] / one["per_hour"]
     efficiency = min(1.0, speedup / 2)
@@ -86,7 +144,8 @@ def project(runs: dict[str, dict]) -> dict:
     machine_s = one["truths_s"] + hand_ins * per_hand_in / (CORES * efficiency)
     cluster_s = one["truths_s"] + hand_ins * per_hand_in / (NODES * CORES * efficiency)
     return dict(speedup=speedup, efficiency=efficiency,
-                sandbox_overhead=one["seconds_per_hand_in"] / runs["unsafe"][
+                sandbox_overhead=pairs["overhead"] if pairs else None,
+                sandbox_overhead_runs=one["seconds_per_hand_in"] / runs["unsafe"][
                     "seconds_per_hand_in"] - 1,
                 same_grades=one["scores"] == two["scores"] == runs["unsafe"]["scores"],
                 class_hand_ins=hand_ins, one_machine_h=machine_s / 3600,
@@ -98,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--students", type=int, default=3)
     parser.add_argument("--notebooks", default="00_environment,01_dataset,02_config,"
                         "03_training,04_predict_evaluate,05_onnx")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="paired rounds for the sandbox's overhead (0: skip)")
     parser.add_argument("--keep", help="keep the work folders here")
     args = parser.parse_args(argv)
     notebooks = args.notebooks.split(",")
@@ -119,8 +180,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{runs[label]['truths_s']:.0f} s; one hand-in's sandbox, per notebook: " + ", ".join(
                   f"{n} {s:.1f} s" for n, s in runs[label]["sandbox_s_per_notebook"].items()),
               flush=True)
+    pairs = paired(notebooks, base, args.rounds) if args.rounds else None
+    if pairs:
+        print("sandbox overhead, paired, per notebook: " + ", ".join(
+            f"{n} {v:+.1%}" for n, v in pairs["per_notebook"].items()) + f"; in all "
+            f"{pairs['overhead']:+.1%}; the grader's own CPU per hand-in: " + ", ".join(
+                f"{m} {c:.2f} s" for m, c in pairs["grader_cpu_s_per_hand_in"].items()),
+            flush=True)
     result = dict(date=time.strftime("%Y-%m-%d"), machine=machine(), notebooks=notebooks,
-                  students=args.students, runs=runs, projection=project(runs))
+                  students=args.students, runs=runs, paired=pairs,
+                  projection=project(runs, pairs))
     (HERE / "results_grade.json").write_text(json.dumps(result, indent=2))
     page = HERE / "RESULTS.md"
     text = page.read_text() if page.exists() else ""
@@ -134,12 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     p = result["projection"]
-    print(f"JOBS=2 / JOBS=1: {p['speedup']:.2f}x; sandbox overhead {p['sandbox_overhead']:+.1%}; "
+    overhead = "not measured" if p["sandbox_overhead"] is None else \
+        f"{p['sandbox_overhead']:+.1%} paired"
+    print(f"JOBS=2 / JOBS=1: {p['speedup']:.2f}x; sandbox overhead {overhead} "
+          f"({p['sandbox_overhead_runs']:+.1%} between whole runs); "
           f"same grades: {p['same_grades']}; 1,000 students x 6 notebooks: "
           f"{p['one_machine_h']:.1f} h on one 16-core machine, {p['cluster_h']:.2f} h on 10 nodes")
     print("RESULT " + json.dumps({"figures": {
         "jobs2_speedup": {"median": p["speedup"], "unit": "x"},
-        "sandbox_overhead": {"median": p["sandbox_overhead"], "unit": "fraction"},
+        "sandbox_overhead": {"median": p["sandbox_overhead"] if pairs else
+                             p["sandbox_overhead_runs"], "unit": "fraction"},
         "cluster_hours": {"median": p["cluster_h"], "unit": "h"}}}))
     return 0
 

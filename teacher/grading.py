@@ -403,24 +403,31 @@ def _map(settings: _Settings, work: dict[str, dict[str, str]], pool: ThreadPoolE
         """One job per notebook hand-in (JOBS and Dask workers share a class by hand-ins, not
         by students); without an earlier run, missing notebooks are jobs too ("not handed in")."""
         return [n for n in settings.notebooks if n in notebooks or previous is None]
+
+    # Longest first: a notebook's cost is what its solutions' tasks took in the truths run
+    # (the harness times each task), so the last jobs of a run are short and no JOBS slot or
+    # Dask worker idles while another grades one long hand-in at the end.
+    cost = {n: sum(r.get("seconds", 0.0) for r in settings.truths.get(n, {}).values()
+                   if isinstance(r, dict)) for n in settings.notebooks}
+    jobs = sorted(((student, name) for student, notebooks in work.items()
+                   for name in _names(notebooks)), key=lambda job: -cost.get(job[1], 0.0))
     if scheduler:
         from distributed import Client, as_completed
 
         with Client(scheduler) as client:
             remote = client.scatter(settings, broadcast=True)
-            futures = [client.submit(_grade_student, student, notebooks, remote, None,
+            futures = [client.submit(_grade_student, student, work[student], remote, None,
                                      before(student), [name], key=f"grade-{student}-{name}",
-                                     pure=False)
-                       for student, notebooks in work.items() for name in _names(notebooks)]
+                                     pure=False, priority=len(jobs) - rank)
+                       for rank, (student, name) in enumerate(jobs)]
             done = []
             for future in as_completed(futures):
                 done.append(future.result())
                 report(done[-1])
             return done
     done = []
-    futures = [pool.submit(_grade_student, student, notebooks, settings, str(scratch),
-                           before(student), [name])
-               for student, notebooks in work.items() for name in _names(notebooks)]
+    futures = [pool.submit(_grade_student, student, work[student], settings, str(scratch),
+                           before(student), [name]) for student, name in jobs]
     for future in futures:
         done.append(future.result())
         report(done[-1])

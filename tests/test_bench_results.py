@@ -99,3 +99,29 @@ def test_results_md_lists_every_family(tmp_path, monkeypatch):
     assert rows[1].startswith("| Intel with AMX | — |") and "results_int8_amx.json" in rows[1]
     assert report.families_section(None) == []
 
+
+
+def test_results_md_grading_section_is_the_stored_run(monkeypatch):
+    from helpers.env import repo_root
+
+    monkeypatch.syspath_prepend(str(repo_root() / "benchmarks"))
+    import report
+
+    stored = json.loads((repo_root() / "benchmarks" / "results_grade.json").read_text())
+    page = (repo_root() / "benchmarks" / "RESULTS.md").read_text()
+    section = page[page.index(report.GRADE_START):page.index(report.GRADE_END) +
+                   len(report.GRADE_END)]
+    assert section.splitlines() == report.grading_section(stored)  # bench_grade.py wrote it
+    # a run with paired rounds reports their overhead as the sandbox's, beside the whole runs'
+    paired = dict(stored, projection=dict(stored["projection"], sandbox_overhead=0.012,
+                                          sandbox_overhead_runs=0.07),
+                  paired={"rounds": 3, "overhead": 0.012,
+                          "per_notebook": {"00_environment": -0.02, "05_onnx": 0.03},
+                          "grader_cpu_s_per_hand_in": {"sandboxed": 0.4, "unsafe": 0.1}})
+    text = "\n".join(report.grading_section(paired))
+    assert "paired (3 rounds" in text and "**+1.2%**" in text and "05 +3.0%" in text
+    assert "whole JOBS=1 runs above, sandboxed against unsandboxed: +7.0%" in text
+    old = dict(stored, paired=None, projection=dict(stored["projection"],
+                                                    sandbox_overhead=0.069))
+    old["projection"].pop("sandbox_overhead_runs", None)
+    assert "unsandboxed: **+6.9%**" in "\n".join(report.grading_section(old))

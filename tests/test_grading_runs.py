@@ -133,3 +133,30 @@ def test_without_a_sandbox_grading_refuses_in_one_line(tmp_path, monkeypatch, ca
 
 
 # --- make grade from the command line: JOBS and a Dask cluster started as a teacher does ---------
+
+
+def test_the_longest_hand_ins_are_graded_first(tmp_path, monkeypatch):
+    """JOBS slots take the hand-ins longest first (a notebook's cost: its solutions' task
+    seconds in the truths), so no slot idles at the end while another grades a long one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    order = []
+
+    def fake(student, notebooks, settings, scratch, previous, names):
+        order.append((student, names[0]))
+        return dict(student=student, results=[], scores={}, feedback={}, worker="w")
+
+    monkeypatch.setattr(grading, "_grade_student", fake)
+    truths = {"00_environment": {"a": {"seconds": 0.2}, "b": {"seconds": 0.3}},
+              "03_training": {"a": {"seconds": 6.0}},
+              "05_onnx": {"a": {"seconds": 4.0}, "b": {"seconds": 5.0}, "c": "not a dict"}}
+    settings = grading._Settings(notebooks=sorted(truths), truths=truths, fixtures={},
+                                 voc_root="", task_timeout=1, notebook_timeout=1,
+                                 use_sandbox=False, threads=1)
+    work = {s: dict.fromkeys(truths, "{}") for s in ("amy", "bob")}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        done = grading._map(settings, work, pool, None, tmp_path, lambda one: None)
+    assert order == [("amy", "05_onnx"), ("bob", "05_onnx"), ("amy", "03_training"),
+                     ("bob", "03_training"), ("amy", "00_environment"),
+                     ("bob", "00_environment")]
+    assert len(done) == 6
