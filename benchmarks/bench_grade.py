@@ -114,7 +114,7 @@ def paired(notebooks: list[str], base: Path, rounds: int) -> dict:
         for mode in servers:  # start the servers, import the libraries, warm the caches
             for name in notebooks:
                 one(mode, name)
-        cpu = {mode: 0.0 for mode in servers}
+        cpu.update(dict.fromkeys(cpu, 0.0))  # the warm-up's CPU does not count
         for k in range(rounds):
             order = ("sandboxed", "unsafe") if k % 2 == 0 else ("unsafe", "sandboxed")
             for name in notebooks:

@@ -410,7 +410,7 @@ def _map(settings: _Settings, work: dict[str, dict[str, str]], pool: ThreadPoolE
     cost = {n: sum(r.get("seconds", 0.0) for r in settings.truths.get(n, {}).values()
                    if isinstance(r, dict)) for n in settings.notebooks}
     jobs = sorted(((student, name) for student, notebooks in work.items()
-                   for name in _names(notebooks)), key=lambda job: -cost.get(job[1], 0.0))
+                   for name in _names(notebooks)), key=lambda job: -cost[job[1]])
     if scheduler:
         from distributed import Client, as_completed
 

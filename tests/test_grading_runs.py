@@ -132,8 +132,7 @@ def test_without_a_sandbox_grading_refuses_in_one_line(tmp_path, monkeypatch, ca
     assert not (tmp_path / "g.csv").exists()
 
 
-# --- make grade from the command line: JOBS and a Dask cluster started as a teacher does ---------
-
+# --- The order of a class run: the longest hand-ins first ---------------------------------------
 
 def test_the_longest_hand_ins_are_graded_first(tmp_path, monkeypatch):
     """JOBS slots take the hand-ins longest first (a notebook's cost: its solutions' task
